@@ -1,0 +1,70 @@
+"""`python -m harness <command>`: the command table and error handling.
+
+Each command lives in ``harness/commands/<module>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``. Command modules import heavy libraries only inside ``run``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness import __version__
+from harness.errors import HarnessError
+
+# name -> (module under harness.commands, one-line help)
+COMMANDS = {
+    "bisect": ("bisect", "Phases 0-6: find which transform, compile backend or sharding setting costs accuracy."),
+    "diagnose": ("diagnose", "Phase 1: one backend, one config, N samples; per-sample table and accuracy."),
+    "prompts": ("prompts", "Print the exact prompts a task would send, one JSON object per line."),
+    "compare": ("compare", "Paired statistics and verdict between two run directories."),
+    "classify": ("classify", "Phase 2: label a run's failure pattern, with evidence and the next step."),
+    "breakdown": ("breakdown", "Phase 5: per-subject / per-category paired breakdown of two runs."),
+    "fake-quant": ("fake_quant", "Phase 4a: write fake_quant_debug.yaml (quantized-kernel fusions off)."),
+    "cache": ("cache", "List or remove cached evaluations (ls | rm)."),
+    "regress": ("regress", "Nightly accuracy regression suite: JUnit, summary, history; non-zero on regression."),
+    "history": ("history", "Trends from the regression history database, with a plot per model and task."),
+    "check": ("check", "One evaluation against a reference, for `git bisect run` (0 good, 1 bad, 125 skip)."),
+    "triage": ("triage", "Classify a failed run's log against the known crash patterns."),
+    "worker": ("worker", "Run one evaluation spec in this process (used by the executor)."),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Find, with paired statistics, why AutoDeploy scores lower than the PyTorch backend.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_line) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_line, description=help_line)
+        try:
+            mod = importlib.import_module(f"harness.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"harness.commands.{module}":
+                raise
+            p.set_defaults(_missing=name)
+            continue
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", None):
+        print(f"error: command {args._missing!r} is not available in this build", file=sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

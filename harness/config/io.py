@@ -1,0 +1,30 @@
+"""YAML in and out, with errors that name the file and line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from harness.errors import HarnessError
+
+
+def load_yaml(path: str | Path, what: str = "config") -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"{what} file {str(path)!r} does not exist. Pass an existing YAML path.")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HarnessError(f"{what} file {str(path)!r} is not valid YAML{where}: {problem}. Fix the YAML syntax.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise HarnessError(f"{what} file {str(path)!r} must hold a mapping at top level, got {type(data).__name__}.")
+    return data
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

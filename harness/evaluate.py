@@ -1,0 +1,122 @@
+"""One evaluation: (backend, model, resolved config, task, samples, sampling) -> per-sample records.
+
+``run_evaluation`` runs in the current process (the worker, ``diagnose``); the executor runs it in
+a fresh worker process so a crash or hang becomes an ``unresolved`` result.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.backends.base import SamplingSpec
+from harness.tasks.base import PromptOptions
+
+
+@dataclass
+class EvalSpec:
+    backend: str
+    model: str
+    task: str = "mmlu"
+    config: dict = field(default_factory=dict)  # resolved AD-style config (empty for hf / trtllm-pt)
+    dataset: str | None = None
+    samples: int | None = 100
+    seed: int = 0
+    prompt_options: dict = field(default_factory=dict)  # PromptOptions fields
+    sampling: dict = field(default_factory=dict)  # SamplingSpec overrides
+    plugins: list[str] = field(default_factory=list)
+    label: str = ""  # human-readable name; not part of the cache key
+    sample_ids: list[str] | None = None  # restrict to these ids (after drawing), in this order
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvalSpec":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class EvalResult:
+    status: str  # "ok" | "unresolved"
+    records: list[dict] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # versions, device, timings, applied knobs
+    metrics: dict[str, Any] = field(default_factory=dict)  # task aggregate (score, n, ...)
+    error: str | None = None
+    log_tail: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvalResult":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def build_samples(spec: EvalSpec):
+    """The task and its exact samples for this spec (prompt building only, no model)."""
+    from harness.tasks import get_task
+
+    task = get_task(spec.task)
+    opts = PromptOptions(**spec.prompt_options)
+    if opts.apply_chat_template and not opts.tokenizer:
+        opts.tokenizer = spec.model
+    samples = task.samples(spec.dataset, spec.samples, spec.seed, opts)
+    if spec.sample_ids is not None:
+        by_id = {s.id: s for s in samples}
+        samples = [by_id[i] for i in spec.sample_ids if i in by_id]
+    return task, samples
+
+
+def sampling_for(task, spec: EvalSpec) -> SamplingSpec:
+    sampling = SamplingSpec(
+        max_tokens=task.max_tokens,
+        stop=task.stop,
+        truncate_prompt_tokens=task.max_input_tokens,
+        ignore_eos=task.end_id_minus_one,
+        answer_continuations=task.answer_continuations,
+    )
+    for k, v in spec.sampling.items():
+        setattr(sampling, k, v)
+    return sampling
+
+
+def run_evaluation(spec: EvalSpec, context: dict | None = None) -> EvalResult:
+    """Run one evaluation in this process. Backend failures become an ``unresolved`` result."""
+    from harness.backends import get_backend
+    from harness.records import make_record
+
+    t0 = time.time()
+    task, samples = build_samples(spec)
+    sampling = sampling_for(task, spec)
+    backend = get_backend(spec.backend)
+    ctx = dict(context or {})
+    ctx.setdefault("plugins", list(spec.plugins))
+    timings = {"prompts_s": time.time() - t0}
+    try:
+        t1 = time.time()
+        with backend.open(spec.model, spec.config, ctx) as engine:
+            timings["load_s"] = time.time() - t1
+            t2 = time.time()
+            completions = engine.generate([s.prompt for s in samples], sampling)
+            timings["generate_s"] = time.time() - t2
+            info = engine.info()
+    except Exception as exc:  # noqa: BLE001 - an engine failure is a result, not a harness crash
+        from harness.errors import HarnessError
+
+        if isinstance(exc, HarnessError):
+            raise
+        return EvalResult(
+            status="unresolved",
+            error=f"{type(exc).__name__}: {exc}",
+            log_tail=traceback.format_exc()[-4000:],
+            info={"timings": timings},
+        )
+    records = []
+    for sample, comp in zip(samples, completions):
+        records.append(make_record(sample, comp, task.score(sample, comp.text)))
+    info = dict(info)
+    info["timings"] = {**timings, "total_s": time.time() - t0}
+    info["sampling"] = sampling.to_dict()
+    return EvalResult(status="ok", records=records, info=info, metrics=task.aggregate(records))

@@ -1,0 +1,67 @@
+"""Task contract: exact prompts in, scored answers out."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class PromptOptions:
+    """Prompt options, as TensorRT-LLM's evaluators take them (tensorrt_llm/evaluate/interface.py)."""
+
+    num_fewshot: int | None = None  # None: the task's default (MMLU 5, GSM8K 5)
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    system_prompt: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    tokenizer: str | None = None  # model dir whose tokenizer renders chat templates
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Sample:
+    """One prompt the real evaluator would send."""
+
+    id: str  # stable across runs: e.g. "mmlu/abstract_algebra/17" (row index in the test CSV)
+    subject: str
+    prompt: str  # the exact text sent to the engine (chat template already applied)
+    reference: str  # answer letter (MMLU) or the gold answer string (GSM8K)
+    choices: list[str] | None = None  # MMLU: the 4 choice texts
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Score:
+    correct: bool
+    parsed: str | None  # the answer the scorer extracted ("A", "18", ...) or None
+    detail: dict[str, Any] = field(default_factory=dict)  # e.g. per-filter results for GSM8K
+
+
+class Task:
+    """Base class. Subclasses set the class attributes and implement samples() and score()."""
+
+    name: str = ""
+    max_tokens: int = 2  # default generation budget (TensorRT-LLM accuracy_core MAX_OUTPUT_LEN)
+    max_input_tokens: int = 4094  # truncate_prompt_tokens (MAX_INPUT_LEN)
+    stop: list[str] | None = None
+    # continuations whose log-probabilities at the first generated position are recorded
+    # (MMLU: [" A", " B", " C", " D"]); None for free-generation tasks
+    answer_continuations: list[str] | None = None
+    end_id_minus_one: bool = True  # MMLU runs as the AD tests do: end_id=-1, never stop on EOS
+
+    def samples(self, dataset: str | None, n: int | None, seed: int, options: PromptOptions) -> list[Sample]:
+        raise NotImplementedError
+
+    def score(self, sample: Sample, text: str) -> Score:
+        raise NotImplementedError
+
+    def aggregate(self, rows: list[dict]) -> dict:
+        """Task score from per-sample records ({'subject','correct',...}); default: mean*100."""
+        if not rows:
+            return {"score": float("nan"), "n": 0}
+        return {"score": 100.0 * sum(bool(r["correct"]) for r in rows) / len(rows), "n": len(rows)}
