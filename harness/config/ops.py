@@ -36,9 +36,12 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 
 def resolve(catalogue: Catalogue, user: dict) -> dict:
-    """default.yaml + user overlay, shortcuts synced, world_size defaulted to 1."""
+    """default.yaml + user overlay, shortcuts synced, ``enabled`` explicit, world_size defaulted to 1."""
     cfg = deep_merge(catalogue.default, user or {})
     transforms = cfg.setdefault("transforms", {})
+    for tconf in transforms.values():
+        if isinstance(tconf, dict):
+            tconf.setdefault("enabled", True)  # TransformConfig.enabled defaults to True
     for field, (tname, opt) in SHORTCUTS.items():
         if tname not in transforms:
             continue
