@@ -66,3 +66,19 @@ class Backend:
     def default_yaml(self) -> str | None:
         """Path of the pipeline default.yaml in force (the knob catalogue), or None."""
         return None
+
+    def version_key(self) -> dict:
+        """Engine versions that can change outputs; part of the evaluation cache key.
+
+        Must be cheap and must not import the engine (read package metadata). Default: torch
+        and transformers versions. TensorRT-LLM backends add tensorrt_llm's version.
+        """
+        from importlib import metadata
+
+        out = {}
+        for dist in ("torch", "transformers"):
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                out[dist] = None
+        return out

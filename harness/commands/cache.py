@@ -1,0 +1,80 @@
+"""`python -m harness cache ls|rm`: list or remove stored evaluations.
+
+    python -m harness cache ls [--cache-dir .harness] [--json]
+    python -m harness cache rm KEY [KEY...]      # full keys or unique prefixes from `ls`
+    python -m harness cache rm --all
+    python -m harness cache rm --older-than DAYS
+
+Only ``ok`` evaluations are served from the cache; ``unresolved`` ones are listed (status
+column) but re-run on the next attempt.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from harness.errors import HarnessError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--cache-dir", default=".harness", help="Cache directory (default: .harness).")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    ls = sub.add_parser("ls", help="List stored evaluations, newest first.")
+    ls.add_argument("--json", action="store_true", help="One JSON object per line instead of a table.")
+    ls.add_argument("--cache-dir", default=argparse.SUPPRESS, help="Cache directory (default: .harness).")
+    rm = sub.add_parser("rm", help="Remove stored evaluations.")
+    rm.add_argument("keys", nargs="*", metavar="KEY", help="Keys or unique key prefixes (as `ls` shows).")
+    rm.add_argument("--all", action="store_true", help="Remove every stored evaluation.")
+    rm.add_argument("--older-than", type=float, metavar="DAYS", help="Remove evaluations older than DAYS days.")
+    rm.add_argument("--cache-dir", default=argparse.SUPPRESS, help="Cache directory (default: .harness).")
+
+
+def _table(rows: list[dict]) -> str:
+    import pandas as pd
+    from pathlib import Path
+
+    if not rows:
+        return "(no stored evaluations)"
+    df = pd.DataFrame([{
+        "key": r["key"][:12],
+        "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
+        "label": r["label"] or "",
+        "backend": r["backend"],
+        "task": r["task"],
+        "model": Path(r["model"] or "").name,
+        "n": "" if r["n"] is None else int(r["n"]),
+        "score": "" if r["score"] is None else f"{r['score']:.2f}",
+        "status": r["status"],
+    } for r in rows])
+    return df.to_string(index=False)
+
+
+def run(args) -> int:
+    from harness.store import Store
+
+    cache_dir = getattr(args, "cache_dir", None) or ".harness"
+    if args.action is None:
+        raise HarnessError("cache needs an action: ls or rm. Example: python -m harness cache ls")
+    with Store(cache_dir) as store:
+        if args.action == "ls":
+            rows = store.rows()
+            if args.json:
+                for r in rows:
+                    print(json.dumps(r, default=str))
+            else:
+                print(_table(rows))
+            return 0
+        given = sum([bool(args.keys), bool(args.all), args.older_than is not None])
+        if given != 1:
+            raise HarnessError("cache rm needs exactly one of: KEY..., --all, --older-than DAYS.")
+        if args.all:
+            n = store.delete_all()
+        elif args.older_than is not None:
+            if args.older_than < 0:
+                raise HarnessError(f"--older-than {args.older_than:g} must be >= 0 days.")
+            n = store.delete_older_than(args.older_than)
+        else:
+            n = store.delete(store.resolve_keys(args.keys))
+        print(f"removed {n} evaluation(s) from {store.path}")
+    return 0

@@ -1,0 +1,288 @@
+"""Executors: run one evaluation spec and always come back with an EvalResult.
+
+``LocalExecutor`` runs each evaluation in a fresh worker process
+(``python -m harness worker --spec spec.json --out result.json``) in its own process group, with a
+wall-clock timeout. A segfault, a non-zero exit, a SIGKILL from the OOM killer, a Python exception
+outside ``run_evaluation`` or a hang becomes ``EvalResult(status="unresolved", error=<what
+happened>, log_tail=<last lines of the worker's stdout+stderr>)`` — never an exception in the
+orchestrator. The one exception: a worker that exits 2 because of bad input (a HarnessError, e.g.
+an unknown transform name) makes ``run`` raise HarnessError with the worker's message, because bad
+input is the user's to fix, not an engine result.
+
+``InProcessExecutor`` calls ``run_evaluation`` in this process (fast tests, debugging; no timeout,
+a segfault takes the orchestrator down with it).
+
+Pluggable: ``EXECUTORS`` maps a name to a class or a ``"module:Class"`` string; every executor
+takes ``(timeout, max_parallel, **options)`` and implements ``run(spec, workdir, harness_env)``.
+A cluster executor (Slurm via submitit) reuses ``worker_command`` and ``read_worker_result``.
+
+The worker's environment is scrubbed (``harness.envscrub``) and what was removed is recorded in
+``info["env_scrubbed"]``. The launcher is always plain ``python``: never torchrun (AD spawns its
+own MPI workers; under torchrun it deadlocks — method document, anti-patterns).
+
+Testing hook: ``HARNESS_EXTRA_BACKENDS="name=module:Class[,name2=module:Class]"`` (and
+``HARNESS_EXTRA_TASKS`` likewise) registers extra backends / tasks in the worker and in-process;
+the tests use it to plant a backend that segfaults or hangs.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from harness.envscrub import cpu_threads, worker_env
+from harness.errors import HarnessError, one_of
+from harness.evaluate import EvalResult, EvalSpec
+from harness.paths import REPO_ROOT
+
+LOG_TAIL_LINES = 60
+KILL_GRACE_S = 5.0
+HARNESS_ERROR_EXIT = 2  # HarnessError.exit_code
+
+
+# -- helpers shared by executors ------------------------------------------------------------
+def register_extra_backends(env=None) -> None:
+    """Honour the HARNESS_EXTRA_BACKENDS / HARNESS_EXTRA_TASKS testing hooks."""
+    env = os.environ if env is None else env
+    from harness import backends, tasks
+
+    for var, registry in (("HARNESS_EXTRA_BACKENDS", backends.BACKENDS), ("HARNESS_EXTRA_TASKS", tasks.TASKS)):
+        for item in filter(None, (x.strip() for x in env.get(var, "").split(","))):
+            name, _, target = item.partition("=")
+            if not target or ":" not in target:
+                raise HarnessError(f"{var} entry {item!r} must look like name=module:Class.")
+            registry[name.strip()] = target.strip()
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Write JSON so a reader sees the old file, or the whole new one, never a partial one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * 1024))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
+
+
+def signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+SIGNAL_HINTS = {
+    "SIGKILL": " (killed from outside: often the kernel's out-of-memory killer)",
+    "SIGSEGV": " (segmentation fault in native code)",
+    "SIGABRT": " (aborted: a C++ assertion or std::terminate)",
+    "SIGBUS": " (bus error)",
+}
+
+
+def last_exception_line(tail: str) -> str | None:
+    for line in reversed(tail.splitlines()):
+        s = line.strip()
+        if s and not s.startswith(("File ", "^", "~")) and (":" in s and s.split(":")[0].replace(".", "").isidentifier()):
+            return s[:300]
+    return None
+
+
+def describe_exit(returncode: int, tail: str) -> str:
+    if returncode < 0:
+        name = signal_name(-returncode)
+        return f"worker killed by {name}{SIGNAL_HINTS.get(name, '')}"
+    if returncode > 128 and returncode - 128 in {s.value for s in signal.Signals}:
+        name = signal_name(returncode - 128)
+        return f"worker exited with code {returncode} ({name}{SIGNAL_HINTS.get(name, '')})"
+    msg = f"worker exited with code {returncode}"
+    exc = last_exception_line(tail)
+    return f"{msg}: {exc}" if exc else msg
+
+
+def worker_command(spec_path: str | Path, out_path: str | Path, python: str | None = None) -> list[str]:
+    """The worker entry point every executor launches (plain python: never torchrun)."""
+    return [python or sys.executable, "-m", "harness", "worker", "--spec", str(spec_path), "--out", str(out_path)]
+
+
+def read_worker_result(returncode: int | None, out_path: Path, log_path: Path, *, timed_out: float | None = None) -> EvalResult:
+    """Turn what a finished (or killed) worker left behind into an EvalResult.
+
+    Raises HarnessError when the worker reported bad input (exit 2 with a harness_error file or
+    an ``error: ...`` line).
+    """
+    tail = log_tail(log_path)
+    payload = None
+    if out_path.is_file():
+        try:
+            payload = json.loads(out_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            payload = None
+    if timed_out is not None:
+        return EvalResult(status="unresolved", error=f"timeout after {timed_out:g} s (worker process group killed)",
+                          log_tail=tail)
+    if isinstance(payload, dict) and "harness_error" in payload:
+        raise HarnessError(payload["harness_error"])
+    if returncode == HARNESS_ERROR_EXIT:
+        for line in reversed(tail.splitlines()):
+            if line.startswith("error: "):
+                raise HarnessError(line[len("error: "):])
+    if returncode == 0 and isinstance(payload, dict) and "status" in payload:
+        return EvalResult.from_dict(payload)
+    if returncode == 0:
+        return EvalResult(status="unresolved", error="worker exited 0 without writing a result", log_tail=tail)
+    return EvalResult(status="unresolved", error=describe_exit(returncode if returncode is not None else -9, tail),
+                      log_tail=tail)
+
+
+def _kill_group(pgid: int, sig=signal.SIGKILL) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _is_local_model(model: str) -> bool:
+    return Path(model).expanduser().exists()
+
+
+# -- executors ------------------------------------------------------------------------------
+class Executor:
+    name = ""
+
+    def __init__(self, timeout: float | None = 1800, max_parallel: int = 1, **options):
+        self.timeout = timeout
+        self.max_parallel = max(1, int(max_parallel))
+        self.options = options
+
+    def run(self, spec: EvalSpec, workdir: Path, harness_env: dict | None = None) -> EvalResult:
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """A fresh ``python -m harness worker`` process per evaluation."""
+
+    name = "local"
+
+    def __init__(self, timeout=1800, max_parallel=1, python: str | None = None, threads: int | None = None, **options):
+        super().__init__(timeout, max_parallel, **options)
+        self.python = python or sys.executable
+        self.threads = threads or cpu_threads(self.max_parallel)
+
+    def run(self, spec: EvalSpec, workdir: Path, harness_env: dict | None = None) -> EvalResult:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        spec_path, out_path, log_path = workdir / "spec.json", workdir / "result.json", workdir / "worker.log"
+        for stale in (out_path,):
+            stale.unlink(missing_ok=True)
+        write_json_atomic(spec_path, spec.to_dict())
+        env, removed = worker_env(harness_set=harness_env, threads=self.threads, offline=_is_local_model(spec.model))
+        # the worker imports this very harness, installed or not
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["HARNESS_PARENT_PID"] = str(os.getpid())
+        env["HARNESS_LAUNCH_TIME"] = repr(time.time())
+        t0 = time.monotonic()
+        timed_out = None
+        with open(log_path, "wb") as logf:
+            proc = subprocess.Popen(worker_command(spec_path, out_path, self.python), stdout=logf,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+            try:
+                rc = proc.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = self.timeout
+                _kill_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=KILL_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    pass
+                _kill_group(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+            finally:
+                if proc.poll() is None:  # interrupted (KeyboardInterrupt): take the worker down too
+                    _kill_group(proc.pid, signal.SIGKILL)
+            _kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left in its group
+        wall = time.monotonic() - t0
+        result = read_worker_result(rc, out_path, log_path, timed_out=timed_out)
+        inner = ((result.info or {}).get("timings") or {}).get("total_s")
+        result.info = dict(result.info or {})
+        result.info["env_scrubbed"] = removed
+        result.info["executor"] = {
+            "name": self.name, "returncode": rc, "wall_s": round(wall, 3),
+            "worker_overhead_s": None if inner is None else round(wall - inner, 3),
+            "worker_log": str(log_path), "threads": self.threads,
+        }
+        return result
+
+
+_inprocess_lock = threading.Lock()
+
+
+class InProcessExecutor(Executor):
+    """``run_evaluation`` in this process, one at a time (tests, debugging). No timeout."""
+
+    name = "inprocess"
+
+    def run(self, spec: EvalSpec, workdir: Path, harness_env: dict | None = None) -> EvalResult:
+        from harness.evaluate import run_evaluation
+
+        with _inprocess_lock:
+            env, removed = worker_env(harness_set=harness_env, threads=None, offline=False)
+            saved = dict(os.environ)
+            t0 = time.monotonic()
+            try:
+                os.environ.clear()
+                os.environ.update(env)
+                register_extra_backends()
+                try:
+                    result = run_evaluation(spec)
+                except HarnessError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - outside run_evaluation's own guard
+                    result = EvalResult(status="unresolved", error=f"{type(exc).__name__}: {exc}",
+                                        log_tail="\n".join(traceback.format_exc().splitlines()[-LOG_TAIL_LINES:]))
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+        wall = time.monotonic() - t0
+        result.info = dict(result.info or {})
+        result.info["env_scrubbed"] = removed
+        inner = (result.info.get("timings") or {}).get("total_s")
+        result.info["executor"] = {"name": self.name, "wall_s": round(wall, 3),
+                                   "worker_overhead_s": None if inner is None else round(wall - inner, 3)}
+        return result
+
+
+EXECUTORS: dict[str, object] = {
+    "local": LocalExecutor,
+    "inprocess": InProcessExecutor,
+}
+
+
+def get_executor(name: str, timeout=1800, max_parallel=1, **options) -> Executor:
+    if name not in EXECUTORS:
+        raise one_of("executor", name, list(EXECUTORS), "Pass --executor with one of these.")
+    cls = EXECUTORS[name]
+    if isinstance(cls, str):
+        module, attr = cls.split(":")
+        cls = getattr(importlib.import_module(module), attr)
+    return cls(timeout=timeout, max_parallel=max_parallel, **options)
