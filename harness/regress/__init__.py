@@ -1,0 +1,1 @@
+"""Nightly accuracy regression: suite parsing, TensorRT-LLM references, jobs, JUnit, history."""
