@@ -1,0 +1,123 @@
+"""`python -m harness diagnose`: Phase 1 of the method -- one backend, one model, one config, N samples.
+
+Prints the first prompt in full (check it against the real evaluator), a per-sample table
+(id, subject, reference, output, correct), the accuracy with a 95% Wilson interval, the task's
+own score (MMLU weighted accuracy; GSM8K mean of strict-match and flexible-extract) and per-subject
+accuracies, then writes ``<out>/<timestamp>-<label>/`` with ``samples.jsonl`` and ``run.json``.
+Runs in this process (``harness.evaluate.run_evaluation``). Exit 0 when the evaluation ran,
+1 when it is unresolved (engine crash; the error is printed and run.json is still written),
+2 on bad input.
+"""
+from __future__ import annotations
+
+import sys
+
+from harness.commands.prompts import add_prompt_arguments, add_task_arguments, prompt_options_from_args
+
+
+def add_arguments(parser) -> None:
+    from harness.paths import DEMO_MODEL
+
+    parser.add_argument("--backend", default="hf", help="Backend: hf, ad-emulator, trtllm-ad, trtllm-pt (default hf).")
+    parser.add_argument("--model", default=str(DEMO_MODEL),
+                        help="Model directory (default: the shipped demo model harness/assets/demo_model).")
+    parser.add_argument("--config", default=None,
+                        help="AD-style YAML config (an overlay on the backend's default.yaml) for AD backends.")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="Plugin module or file to load before the model (repeatable).")
+    add_task_arguments(parser, default_samples=100)
+    add_prompt_arguments(parser)
+    parser.add_argument("--out", default="reports", help="Where run directories are written (default reports/).")
+    parser.add_argument("--label", default=None, help="Run directory label (default diagnose-<backend>-<task>).")
+    parser.add_argument("--quiet", action="store_true", help="Only the accuracy line and the run directory.")
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval for k successes out of n (scipy.stats.binomtest)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _clip(text: str, width: int) -> str:
+    r = repr(text)
+    return r if len(r) <= width else r[: width - 3] + "..."
+
+
+def sample_table(records: list[dict], output_width: int = 40) -> str:
+    cols = ["id", "subject", "reference", "output", "correct"]
+    rows = [[r["id"], r["subject"], str(r["reference"]), _clip(r.get("output") or "", output_width),
+             "yes" if r["correct"] else "no"] for r in records]
+    widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def accuracy_line(records: list[dict]) -> str:
+    n = len(records)
+    k = sum(bool(r["correct"]) for r in records)
+    lo, hi = wilson(k, n)
+    acc = 100.0 * k / n if n else float("nan")
+    return f"accuracy: {acc:.2f}% ({k}/{n}), 95% Wilson interval [{100 * lo:.2f}, {100 * hi:.2f}]"
+
+
+def run(args) -> int:
+    from harness.evaluate import EvalSpec, build_samples, run_evaluation
+    from harness.rundir import new_run_dir, write_run
+
+    config = {}
+    if args.config:
+        from harness.config import load_yaml
+
+        config = load_yaml(args.config)
+    options = prompt_options_from_args(args, tokenizer=None)
+    spec = EvalSpec(
+        backend=args.backend, model=args.model, task=args.task, config=config, dataset=args.dataset,
+        samples=args.samples, seed=args.seed,
+        prompt_options={k: v for k, v in options.to_dict().items() if k != "tokenizer" or v},
+        plugins=list(args.plugin), label=args.label or f"diagnose-{args.backend}-{args.task}",
+    )
+    from harness.backends import get_backend
+
+    get_backend(spec.backend)  # unknown backend -> error before any work
+    _, samples = build_samples(spec)
+    if not args.quiet and samples:
+        print(f"=== first prompt ({samples[0].id}), exactly as sent ===")
+        print(samples[0].prompt)
+        print("=== end of first prompt ===")
+        sys.stdout.flush()
+    result = run_evaluation(spec)
+    run_dir = new_run_dir(args.out, spec.label)
+    write_run(run_dir, spec, result)
+    if result.status != "ok":
+        print(f"unresolved: {result.error}", file=sys.stderr)
+        if result.log_tail and not args.quiet:
+            print(result.log_tail.rstrip().splitlines()[-1], file=sys.stderr)
+        print(f"run directory: {run_dir}")
+        return 1
+    records = result.records
+    if not args.quiet:
+        print(sample_table(records))
+        print()
+    print(accuracy_line(records))
+    metrics = result.metrics or {}
+    if not args.quiet:
+        if "score" in metrics:
+            print(f"task score ({spec.task}, as the evaluator reports it): {metrics['score']:.2f} (n={metrics.get('n')})")
+        for name, m in (metrics.get("per_filter") or {}).items():
+            print(f"  {name}: {m['score']:.2f}")
+        per_subject = metrics.get("per_subject") or {}
+        if len(per_subject) > 1:
+            width = max(len(s) for s in per_subject)
+            for subject, m in per_subject.items():
+                print(f"  {subject.ljust(width)}  {m['score']:6.2f}  (n={m['n']})")
+        t = (result.info or {}).get("timings") or {}
+        if t:
+            print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
+    print(f"run directory: {run_dir}")
+    return 0

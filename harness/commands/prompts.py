@@ -1,0 +1,83 @@
+"""`python -m harness prompts`: print the exact prompts a task would send, one JSON object per line.
+
+Each line is ``{"id", "subject", "prompt", "reference"}``; compare the ``prompt`` field byte for
+byte with what TensorRT-LLM's evaluator sends. The prompt-option flags here are shared with
+``diagnose`` (``add_prompt_arguments`` / ``prompt_options_from_args``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_task_arguments(parser, default_samples=None) -> None:
+    """--task, --dataset, --samples, --seed."""
+    parser.add_argument("--task", default="mmlu", help="Task name: mmlu or gsm8k (default mmlu).")
+    parser.add_argument("--dataset", default=None,
+                        help="Data set directory (default $LLM_MODELS_ROOT/datasets/mmlu or "
+                             "$LLM_MODELS_ROOT/datasets/openai/gsm8k; MMLU falls back to the shipped demo).")
+    parser.add_argument("--samples", type=int, default=default_samples,
+                        help="Number of samples as the evaluator's num_samples (MMLU: ceil(n / subjects) per "
+                             f"subject). Default: {'every test row' if default_samples is None else default_samples}.")
+    parser.add_argument("--seed", type=int, default=0, help="Evaluator random_seed (default 0).")
+
+
+def add_prompt_arguments(parser) -> None:
+    """Prompt options as TensorRT-LLM's evaluators take them."""
+    parser.add_argument("--num-fewshot", type=int, default=None,
+                        help="Few-shot examples (default: the task's, 5 for MMLU and GSM8K).")
+    parser.add_argument("--apply-chat-template", action="store_true",
+                        help="Render each prompt with the model's chat template (needs --model).")
+    parser.add_argument("--fewshot-as-multiturn", action="store_true",
+                        help="GSM8K: few-shot examples as chat turns (needs --apply-chat-template).")
+    parser.add_argument("--system-prompt", default=None, help="System prompt (chat template only).")
+    parser.add_argument("--chat-template-kwargs", default=None, metavar="JSON",
+                        help='Extra chat-template arguments as JSON, e.g. \'{"enable_thinking": false}\'.')
+
+
+def prompt_options_from_args(args, tokenizer: str | None = None):
+    from harness.errors import HarnessError
+    from harness.tasks.base import PromptOptions
+
+    kwargs = None
+    if args.chat_template_kwargs:
+        try:
+            kwargs = json.loads(args.chat_template_kwargs)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"--chat-template-kwargs {args.chat_template_kwargs!r} is not valid JSON "
+                               f"({exc.msg}); pass a JSON object, e.g. '{{\"enable_thinking\": false}}'") from None
+        if not isinstance(kwargs, dict):
+            raise HarnessError(f"--chat-template-kwargs must be a JSON object, got {args.chat_template_kwargs!r}; "
+                               f"pass e.g. '{{\"enable_thinking\": false}}'")
+    if args.fewshot_as_multiturn and not args.apply_chat_template:
+        raise HarnessError("--fewshot-as-multiturn needs --apply-chat-template; add --apply-chat-template "
+                           "--model <model dir>")
+    return PromptOptions(num_fewshot=args.num_fewshot, apply_chat_template=args.apply_chat_template,
+                         fewshot_as_multiturn=args.fewshot_as_multiturn, system_prompt=args.system_prompt,
+                         chat_template_kwargs=kwargs, tokenizer=tokenizer)
+
+
+def add_arguments(parser) -> None:
+    add_task_arguments(parser)
+    add_prompt_arguments(parser)
+    parser.add_argument("--model", default=None,
+                        help="Model directory whose tokenizer renders the chat template (with --apply-chat-template).")
+
+
+def run(args) -> int:
+    from harness.tasks import get_task
+
+    task = get_task(args.task)
+    options = prompt_options_from_args(args, tokenizer=args.model)
+    samples = task.samples(args.dataset, args.samples, args.seed, options)
+    try:
+        for s in samples:
+            sys.stdout.write(json.dumps({"id": s.id, "subject": s.subject, "prompt": s.prompt,
+                                         "reference": s.reference}, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `prompts ... | head`
+        try:
+            sys.stdout = None  # type: ignore[assignment]
+        finally:
+            return 0
+    return 0
