@@ -1,0 +1,221 @@
+"""Verdicts on constructed paired runs: same, regressed, improved, inconclusive, unresolved."""
+import json
+import math
+import random
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.pairing import PairingError
+from harness.records import prompt_hash
+from harness.verdict import Comparison, NoiseFloor, compare_runs
+
+LETTERS = "ABCD"
+
+
+def record(i, gold, probs, subject="s", nonfinite=False):
+    lp = {k: (float("nan") if nonfinite else math.log(v)) for k, v in zip(LETTERS, probs)}
+    top = LETTERS[max(range(4), key=lambda j: probs[j])]
+    return {"id": f"t/{subject}/{i}", "subject": subject, "reference": gold, "prompt_hash": prompt_hash(f"q{i}"),
+            "prompt_token_hash": None, "prompt_tokens": 50 + i, "output": " " + top, "token_ids": [LETTERS.index(top)],
+            "finish_reason": "length", "parsed": top, "correct": top == gold, "answer_logprobs": lp,
+            "top_logprobs": None, "nonfinite": nonfinite}
+
+
+def softmax(z):
+    m = max(z)
+    e = [math.exp(x - m) for x in z]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+def make_run(n, seed=0, shift=0.0, noise=0.0, flip_frac=0.0, subject="s"):
+    """A reference-like run (seeded logits); shift lowers the gold logit, noise adds jitter,
+    flip_frac moves that share of samples confidently to a wrong letter (a real fault)."""
+    rng = random.Random(seed)
+    jit = random.Random(seed + 1000)
+    out = []
+    for i in range(n):
+        gold = LETTERS[rng.randrange(4)]
+        z = [rng.gauss(0, 1.5) for _ in range(4)]
+        z[LETTERS.index(gold)] += 2.0
+        z = [x + jit.gauss(0, noise) for x in z]
+        z[LETTERS.index(gold)] -= shift
+        if jit.random() < flip_frac:
+            wrong = (LETTERS.index(gold) + 1) % 4
+            z[wrong] = max(z) + 3.0
+        out.append(record(i, gold, softmax(z), subject))
+    return out
+
+
+def strip_lp(recs):
+    return [{**r, "answer_logprobs": None} for r in recs]
+
+
+def test_identical_deterministic_runs_are_same():
+    ref = make_run(100)
+    cmp_ = compare_runs(ref, [dict(r) for r in ref])
+    assert cmp_.verdict == "same"
+    assert cmp_.mcnemar["b"] == cmp_.mcnemar["c"] == 0
+    assert cmp_.logprob["kl_max"] == 0.0
+    # also without log-probs (accuracy only): CI is exactly [0, 0]
+    assert compare_runs(strip_lp(ref), strip_lp(ref)).verdict == "same"
+
+
+def test_tiny_noise_below_tolerance_is_same():
+    ref = make_run(200)
+    cand = make_run(200, noise=0.005)  # bf16-like jitter on the logits
+    c = compare_runs(ref, cand)
+    assert c.verdict == "same", c.summary_lines()
+    assert 0 < c.logprob["kl_mean"] < 1e-3
+
+
+def test_clear_regression_is_regressed_with_numbers():
+    ref = make_run(200)
+    cand = make_run(200, flip_frac=0.3)
+    c = compare_runs(ref, cand)
+    assert c.verdict == "regressed"
+    assert "accuracy" in c.evidence and "log-probs" in c.evidence
+    assert c.accuracy["diff_points"] < -10
+    assert c.logprob_test["divergent"] and c.logprob_test["direction"] == "regressed"
+    text = "\n".join(c.summary_lines())
+    for needle in ("REGRESSED", "McNemar exact: b=", "KL(ref||cand)", "TensorRT-LLM unpaired gate at n=200",
+                   "minimum detectable effect 12.4"):
+        assert needle in text
+    json.dumps(c.to_dict(), allow_nan=False)  # JSON-safe
+
+
+def test_accuracy_only_regression_uses_mcnemar():
+    ref = make_run(200)
+    cand = make_run(200, flip_frac=0.3)
+    c = compare_runs(strip_lp(ref), strip_lp(cand))
+    assert c.verdict == "regressed" and c.evidence == ["accuracy"]
+    assert c.params["alpha_per_test"] == 0.05  # single test: no Bonferroni split
+
+
+def test_improvement_is_improved():
+    ref = make_run(200, flip_frac=0.3)
+    cand = make_run(200)
+    assert compare_runs(ref, cand).verdict == "improved"
+
+
+def test_logprob_shift_without_accuracy_change_has_direction():
+    # the gold logit drops by 1 nat everywhere: few flips, but the right answer is believed less
+    ref = make_run(100)
+    cand = make_run(100, shift=1.0)
+    c = compare_runs(ref, cand)
+    assert c.logprob_test["divergent"]
+    assert c.verdict == "regressed" and c.evidence == ["log-probs"] or "accuracy" in c.evidence
+    assert c.logprob_test["direction_source"] == "right answer's log-prob"
+    # the reverse move is an improvement, never called a regression
+    c2 = compare_runs(ref, make_run(100, shift=-1.0))
+    assert c2.verdict == "improved"
+
+
+def test_divergence_with_no_direction_is_inconclusive_and_differs():
+    # symmetric noise: KL far beyond tolerance, right answer's log-prob unchanged on average
+    ref = make_run(60)
+    rng = random.Random(5)
+    cand = []
+    for r in ref:
+        p = [math.exp(r["answer_logprobs"][k]) for k in LETTERS]
+        g = LETTERS.index(r["reference"])
+        others = [j for j in range(4) if j != g]
+        a, b = others[0], others[1]
+        # swap two wrong letters: KL > 0, gold probability identical
+        p[a], p[b] = p[b], p[a]
+        cand.append(record(int(r["id"].rsplit("/", 1)[1]), r["reference"], p))
+    c = compare_runs(ref, cand)
+    assert c.logprob_test["divergent"]
+    assert c.verdict == "inconclusive" and c.differs
+    assert any("neither" in x for x in c.reasons)
+
+
+def test_small_underpowered_difference_is_inconclusive_not_same():
+    ref = strip_lp(make_run(20))
+    for r in ref[:3]:
+        r["correct"] = True
+    cand = [dict(r) for r in ref]
+    for r in cand[:3]:  # three losses out of 20: McNemar p = 0.25
+        r["correct"] = False
+    c = compare_runs(ref, cand)
+    assert c.mcnemar["p_two_sided"] == pytest.approx(0.25)
+    assert c.verdict == "inconclusive"
+    assert "does not rule out" in c.reasons[0]
+
+
+def test_min_effect_blocks_small_accuracy_only_calls():
+    ref = make_run(2000)
+    cand = make_run(2000, flip_frac=0.02)
+    c = compare_runs(strip_lp(ref), strip_lp(cand), min_effect=5.0)
+    assert c.mcnemar["p_two_sided"] < 0.05
+    assert c.verdict != "regressed"
+    assert any("below min effect" in r for r in c.reasons)
+    assert compare_runs(strip_lp(ref), strip_lp(cand), min_effect=0.5).verdict == "regressed"
+
+
+def test_unresolved_run_or_empty_run_is_unresolved():
+    ref = make_run(10)
+    c = compare_runs(ref, {"status": "unresolved", "records": [], "error": "engine hang after 600 s"})
+    assert c.verdict == "unresolved" and "hang" in c.reasons[0]
+    assert compare_runs(ref, []).verdict == "unresolved"
+    assert compare_runs([], ref).verdict == "unresolved"
+    assert "UNRESOLVED" in c.summary_lines()[0]
+    json.dumps(c.to_dict(), allow_nan=False)
+
+
+def test_mismatched_prompts_refuse_to_compare():
+    ref = make_run(10)
+    cand = [{**r, "prompt_hash": "x" + r["prompt_hash"]} for r in ref]
+    with pytest.raises(PairingError) as ei:
+        compare_runs(ref, cand)
+    assert isinstance(ei.value, HarnessError)
+    assert compare_runs(ref, cand, on_invalid="unresolved").verdict == "unresolved"
+
+
+def test_nan_logprobs_in_candidate_count_as_divergent_and_worse():
+    ref = make_run(40)
+    cand = [record(int(r["id"].rsplit("/", 1)[1]), r["reference"], [0.25] * 4, nonfinite=True) for r in ref]
+    c = compare_runs(ref, cand)
+    assert c.logprob["n_nonfinite_cand"] == 40
+    assert c.verdict == "regressed"
+
+
+def test_aa_noise_floor_caps_effect_at_inconclusive():
+    ref = make_run(200)
+    cand = make_run(200, noise=0.6)  # differs well beyond the default tolerance, no systematic direction
+    plain = compare_runs(ref, cand)
+    assert plain.logprob_test["divergent"]
+    # A/A repeats of the reference that are just as noisy: the effect sits within the measured floor
+    aa = [compare_runs(ref, _jitter(ref, 0.6, s)) for s in range(3)]
+    nf = NoiseFloor.from_any(aa)
+    assert nf.n_runs == 3 and len(nf.pooled_kl()) == 600
+    c = compare_runs(ref, cand, noise=aa)
+    assert c.verdict in ("inconclusive", "same")
+    assert c.verdict not in ("regressed", "improved")
+    assert "A/A noise" in c.logprob_test["tolerance_source"]
+    # dict form (e.g. loaded from summary.json) works too
+    c2 = compare_runs(ref, cand, noise=[a.to_dict(per_sample=True) for a in aa])
+    assert c2.logprob_test["tolerance"] == pytest.approx(c.logprob_test["tolerance"])
+    # deterministic A/A (all KL exactly 0) never lowers the tolerance below the configured floor
+    same = compare_runs(ref, [dict(r) for r in ref])
+    c3 = compare_runs(ref, make_run(200, flip_frac=0.3), noise=[same])
+    assert c3.logprob_test["tolerance"] == pytest.approx(0.01) and c3.verdict == "regressed"
+
+
+def _jitter(recs, sd, seed):
+    rng = random.Random(seed + 77)
+    out = []
+    for r in recs:
+        z = [r["answer_logprobs"][k] + rng.gauss(0, sd) for k in LETTERS]
+        out.append(record(int(r["id"].rsplit("/", 1)[1]), r["reference"], softmax(z)))
+    return out
+
+
+def test_comparison_roundtrip_fields():
+    c = compare_runs(make_run(30), make_run(30))
+    assert isinstance(c, Comparison)
+    d = c.to_dict()
+    for key in ("verdict", "accuracy", "mcnemar", "bootstrap", "trtllm", "logprob", "logprob_test", "pairing"):
+        assert key in d
+    assert d["trtllm"]["theta"] == pytest.approx(32.10, abs=0.01)  # 2.486 * sqrt(2 * 50^2 / 30)
