@@ -65,6 +65,14 @@ def run_summary(spec, result, extra: dict | None = None) -> dict:
     s = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
     r = result.to_dict() if hasattr(result, "to_dict") else dict(result)
     info = dict(r.get("info") or {})
+    import platform
+
+    from harness import __version__
+
+    versions = {"harness": __version__, "python": platform.python_version()}
+    for k in ("torch", "transformers", "tensorrt_llm", "lm_eval"):
+        if info.get(k):
+            versions[k] = info[k]
     out = {
         "label": s.get("label"),
         "model": s.get("model"),
@@ -84,6 +92,7 @@ def run_summary(spec, result, extra: dict | None = None) -> dict:
         "metrics": r.get("metrics"),
         "n_records": len(r.get("records") or []),
         "timings": info.pop("timings", None),
+        "versions": versions,
         "info": info,
         "spec": s,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -48,10 +48,10 @@ def set_cpu_threads() -> int:
 
 def load_model_and_tokenizer(model: str, device: str | None = None, dtype: str = "float32"):
     """(model, tokenizer, device) from a local directory, eval mode, no gradients."""
+    path = check_model_dir(model)  # before the heavy imports: a typo fails fast
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = check_model_dir(model)
     device = device or pick_device()
     if device == "cpu":
         set_cpu_threads()

@@ -85,6 +85,10 @@ def run(args) -> int:
     from harness.backends import get_backend
 
     get_backend(spec.backend)  # unknown backend -> error before any work
+    if spec.backend in ("hf", "ad-emulator"):  # local model directories; fail before printing anything
+        from harness.backends.hf import check_model_dir
+
+        check_model_dir(spec.model)
     _, samples = build_samples(spec)
     if not args.quiet and samples:
         print(f"=== first prompt ({samples[0].id}), exactly as sent ===")
@@ -93,7 +97,10 @@ def run(args) -> int:
         sys.stdout.flush()
     result = run_evaluation(spec)
     run_dir = new_run_dir(args.out, spec.label)
-    write_run(run_dir, spec, result)
+    from harness.paths import DATASET_SUBDIRS, default_dataset
+
+    dataset = spec.dataset or (default_dataset(spec.task) if spec.task in DATASET_SUBDIRS else None)
+    write_run(run_dir, spec, result, extra={"dataset_resolved": dataset, "command": "diagnose"})
     if result.status != "ok":
         print(f"unresolved: {result.error}", file=sys.stderr)
         if result.log_tail and not args.quiet:

@@ -112,7 +112,11 @@ def build_lm_eval_task(root: Path, seed: int, num_fewshot: int | None = None):
             manager = TaskManager()
         lm_eval.api.task.TaskConfig.__post_init__ = _patched
         try:
-            task_dict = lm_eval.tasks.get_task_dict(LM_EVAL_TASK, task_manager=manager)
+            import warnings
+
+            with warnings.catch_warnings():  # get_task_dict is what TRT-LLM calls; newer lm-eval deprecates it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                task_dict = lm_eval.tasks.get_task_dict(LM_EVAL_TASK, task_manager=manager)
         except Exception as exc:  # noqa: BLE001 - data problems surface here
             raise HarnessError(
                 f"lm-eval could not load the gsm8k data from {str(root)!r} ({type(exc).__name__}: "
