@@ -275,6 +275,7 @@ class InProcessExecutor(Executor):
 EXECUTORS: dict[str, object] = {
     "local": LocalExecutor,
     "inprocess": InProcessExecutor,
+    "slurm": "harness.slurm:SlurmExecutor",  # submitit; optional import (nightly engineer)
 }
 
 

@@ -205,17 +205,27 @@ def find_unresolved(roots: list[str | os.PathLike], max_bytes: int = 20_000_000)
 
 
 def _unresolved_in_store(root: Path) -> list[tuple[str, str]]:
-    """Unresolved results kept in the evaluation cache (harness.store), if the store offers a listing."""
+    """Unresolved results kept in the evaluation cache (harness.store) when ``root`` is a cache dir."""
     if not root.is_dir():
         return []
     try:
-        from harness import store as store_mod  # owned by the store/executor engineer
+        from harness.store import DB_NAME, Store  # owned by the store/executor engineer
     except ImportError:
         return []
-    lister = getattr(store_mod, "iter_unresolved", None)
-    if lister is None:
+    if not (root / DB_NAME).is_file():  # never create a cache where there is none
         return []
+    out = []
     try:
-        return [(str(name), str(text)) for name, text in lister(root)]
+        with Store(root) as store:
+            for row in store.rows():
+                if row.get("status") == "ok":
+                    continue
+                res = store.get(row["key"], include_unresolved=True)
+                if res is None:
+                    continue
+                text = "\n".join(x for x in (res.error, res.log_tail) if x)
+                label = row.get("label") or f"{row.get('backend')} {row.get('task')}"
+                out.append((f"{root / DB_NAME} [{row['key'][:12]} {label}]", text))
     except Exception:  # noqa: BLE001 - a cache we cannot read is not a triage failure
-        return []
+        return out
+    return out

@@ -96,3 +96,17 @@ def test_cli_text_json_and_errors(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: log file") and "Traceback" not in r.stderr
     r = _cli("--reports", str(tmp_path))
     assert r.returncode == 0 and "no unresolved evaluations found" in r.stdout
+
+
+def test_reports_dir_reads_unresolved_rows_of_the_cache(tmp_path, patterns):
+    from harness.evaluate import EvalResult
+    from harness.store import Store
+
+    with Store(tmp_path / "cache") as store:
+        store.put("k" * 64, {"backend": "ad-emulator", "task": "mmlu", "label": "planted crash"},
+                  EvalResult(status="unresolved", error="worker exited with code 1",
+                             log_tail=(FIXTURES / "ad_transform.log").read_text()))
+        store.put("o" * 64, {"backend": "hf", "task": "mmlu"}, EvalResult(status="ok", log_tail="CUDA out of memory"))
+    found = find_unresolved([tmp_path / "cache"])
+    assert len(found) == 1 and "planted crash" in found[0][0]
+    assert triage_text(found[0][1], patterns).primary.pattern == "ad_transform"
