@@ -1,7 +1,8 @@
 """Executors: run one evaluation spec and always come back with an EvalResult.
 
 ``LocalExecutor`` runs each evaluation in a fresh worker process
-(``python -m harness worker --spec spec.json --out result.json``) in its own process group, with a
+(``python -m harness.commands.worker --spec spec.json --out result.json``, the same command as
+``python -m harness worker`` without building the whole CLI) in its own process group, with a
 wall-clock timeout. A segfault, a non-zero exit, a SIGKILL from the OOM killer, a Python exception
 outside ``run_evaluation`` or a hang becomes ``EvalResult(status="unresolved", error=<what
 happened>, log_tail=<last lines of the worker's stdout+stderr>)`` — never an exception in the
@@ -120,8 +121,12 @@ def describe_exit(returncode: int, tail: str) -> str:
 
 
 def worker_command(spec_path: str | Path, out_path: str | Path, python: str | None = None) -> list[str]:
-    """The worker entry point every executor launches (plain python: never torchrun)."""
-    return [python or sys.executable, "-m", "harness", "worker", "--spec", str(spec_path), "--out", str(out_path)]
+    """The worker entry point every executor launches (plain python: never torchrun).
+
+    ``python -m harness.commands.worker`` is ``python -m harness worker`` without building the
+    whole command table, so other command modules are never imported by a worker.
+    """
+    return [python or sys.executable, "-m", "harness.commands.worker", "--spec", str(spec_path), "--out", str(out_path)]
 
 
 def read_worker_result(returncode: int | None, out_path: Path, log_path: Path, *, timed_out: float | None = None) -> EvalResult:

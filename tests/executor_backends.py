@@ -33,7 +33,9 @@ class ToyEngine(Engine):
         return out
 
     def info(self):
-        return {"engine": "toy", "env_seen": {k: os.environ.get(k) for k in ("AD_DUMP_GRAPHS_DIR", "OMP_NUM_THREADS")}}
+        seen = ("AD_DUMP_GRAPHS_DIR", "AD_COMPILE_BACKEND", "WORLD_SIZE", "world_size", "LLM_MODELS_ROOT",
+                "OMP_NUM_THREADS", "HF_HUB_OFFLINE", "RANK")
+        return {"engine": "toy", "pid": os.getpid(), "env_seen": {k: os.environ.get(k) for k in seen}}
 
 
 class ToyBackend(Backend):
@@ -96,3 +98,32 @@ EXTRA = ",".join([
     "exit3=executor_backends:ExitBackend",
     "badinput=executor_backends:BadInputBackend",
 ])
+
+
+class ToyADBackend(ToyBackend):
+    """Takes AD-style configs; its default.yaml is $HARNESS_TEST_DEFAULT_YAML (key resolution tests)."""
+
+    takes_ad_config = True
+
+    def default_yaml(self):
+        return os.environ.get("HARNESS_TEST_DEFAULT_YAML")
+
+
+EXTRA += ",toy-ad=executor_backends:ToyADBackend"
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def install(monkeypatch) -> None:
+    """Register the planted backends here and, through the env hook, in every worker."""
+    from harness import backends
+
+    for item in EXTRA.split(","):
+        name, target = item.split("=")
+        monkeypatch.setitem(backends.BACKENDS, name, target)
+    monkeypatch.setenv("HARNESS_EXTRA_BACKENDS", EXTRA)
+    pp = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", TESTS_DIR + (os.pathsep + pp if pp else ""))
+    import sys
+
+    if TESTS_DIR not in sys.path:
+        monkeypatch.syspath_prepend(TESTS_DIR)

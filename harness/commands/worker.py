@@ -62,4 +62,30 @@ def run(args) -> int:
         "startup_s": round(started - float(launched), 3) if launched else None,
     }
     write_json_atomic(args.out, result.to_dict())
-    return 0
+    # The result is on disk: skip interpreter teardown (torch/engine destructors can take a second
+    # or hang on a broken engine); the executor only needs the exit status.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.commands.worker``: the same command without building the whole CLI
+    (the executor launches this, so a broken or slow-to-import command module elsewhere can
+    never turn every evaluation into a crash)."""
+    import argparse
+
+    from harness.errors import HarnessError
+
+    parser = argparse.ArgumentParser(prog="python -m harness worker", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Executor: fresh worker per evaluation; crashes and hangs become `unresolved` with the log tail;
+bad input is raised; AD-changing environment variables never reach the worker and are recorded."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import executor_backends
+from harness.envscrub import worker_env
+from harness.errors import HarnessError
+from harness.evaluate import EvalSpec
+from harness.executor import InProcessExecutor, LocalExecutor, get_executor, read_worker_result
+from harness.paths import DEMO_MMLU
+
+
+@pytest.fixture(autouse=True)
+def planted(monkeypatch):
+    executor_backends.install(monkeypatch)
+
+
+def spec(backend="toy", **kw) -> EvalSpec:
+    return EvalSpec(backend=backend, model=kw.pop("model", "toy-model"), dataset=str(DEMO_MMLU), samples=12, **kw)
+
+
+# -- environment scrub (pure) ---------------------------------------------------------------
+def test_worker_env_removes_ad_and_legacy_field_names_and_keeps_models_root():
+    base = {"AD_COMPILE_BACKEND": "torch-opt", "AD_DUMP_GRAPHS_DIR": "/user/dumps", "WORLD_SIZE": "8",
+            "max_batch_size": "4", "Mode": "transformers", "RANK": "1", "LLM_MODELS_ROOT": "/models",
+            "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "7", "HF_HUB_OFFLINE": "0"}
+    env, removed = worker_env(base, {"AD_DUMP_GRAPHS_DIR": "/run/dumps/abc"}, threads=2, offline=True)
+    assert removed == {"AD_COMPILE_BACKEND": "torch-opt", "AD_DUMP_GRAPHS_DIR": "/user/dumps", "Mode": "transformers",
+                       "RANK": "1", "WORLD_SIZE": "8", "max_batch_size": "4"}
+    assert env["LLM_MODELS_ROOT"] == "/models" and env["PATH"] == "/bin" and env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert env["AD_DUMP_GRAPHS_DIR"] == "/run/dumps/abc"  # only the harness's own value
+    assert env["OMP_NUM_THREADS"] == "7" and env["MKL_NUM_THREADS"] == "2"  # the user's choice wins
+    assert env["HF_HUB_OFFLINE"] == "0" and env["TRANSFORMERS_OFFLINE"] == "1"
+    assert not any(k.upper().startswith("AD_") for k in env if k != "AD_DUMP_GRAPHS_DIR")
+
+
+# -- local executor ---------------------------------------------------------------------------
+def test_worker_runs_in_a_fresh_process_with_a_scrubbed_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("AD_COMPILE_BACKEND", "torch-opt")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LLM_MODELS_ROOT", "/models-root")
+    ex = LocalExecutor(timeout=60)
+    res = ex.run(spec(), tmp_path / "w", {"AD_DUMP_GRAPHS_DIR": str(tmp_path / "dumps")})
+    assert res.status == "ok" and res.metrics["n"] == 12 and len(res.records) == 12
+    assert res.info["pid"] != os.getpid()
+    seen = res.info["env_seen"]
+    assert seen["AD_COMPILE_BACKEND"] is None and seen["WORLD_SIZE"] is None
+    assert seen["LLM_MODELS_ROOT"] == "/models-root"
+    assert seen["AD_DUMP_GRAPHS_DIR"] == str(tmp_path / "dumps")
+    assert res.info["env_scrubbed"]["AD_COMPILE_BACKEND"] == "torch-opt"
+    assert res.info["env_scrubbed"]["WORLD_SIZE"] == "4"
+    assert res.info["executor"]["returncode"] == 0 and res.info["executor"]["worker_overhead_s"] is not None
+
+
+def test_segfault_is_unresolved_with_log_tail(tmp_path):
+    res = LocalExecutor(timeout=60).run(spec("segv"), tmp_path)
+    assert res.status == "unresolved"
+    assert "SIGSEGV" in res.error
+    assert "about to segfault" in res.log_tail
+    assert res.records == []
+
+
+def test_hang_is_killed_at_the_timeout(tmp_path, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("HARNESS_TEST_MARKER", str(marker))
+    t0 = time.monotonic()
+    res = LocalExecutor(timeout=3).run(spec("hang"), tmp_path / "w")
+    assert time.monotonic() - t0 < 15
+    assert res.status == "unresolved" and res.error.startswith("timeout after 3 s")
+    assert "hanging now" in res.log_tail
+    pid = int(marker.read_text().split()[0])
+    with pytest.raises(ProcessLookupError):  # the whole process group is gone
+        os.kill(pid, 0)
+
+
+def test_nonzero_exit_is_unresolved(tmp_path):
+    res = LocalExecutor(timeout=60).run(spec("exit3"), tmp_path)
+    assert res.status == "unresolved" and res.error.startswith("worker exited with code 3")
+    assert "engine exits with 3" in res.log_tail
+
+
+def test_exception_outside_run_evaluation_is_unresolved(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_EXTRA_BACKENDS", executor_backends.EXTRA + ",broken=no_such_module_xyz:Backend")
+    res = LocalExecutor(timeout=60).run(spec("broken"), tmp_path)
+    assert res.status == "unresolved"
+    assert "exited with code 1" in res.error and "ModuleNotFoundError" in res.error
+    assert "no_such_module_xyz" in res.log_tail
+
+
+def test_bad_input_in_the_worker_is_raised_not_unresolved(tmp_path):
+    with pytest.raises(HarnessError, match="unknown transform 'fuse_nothing'"):
+        LocalExecutor(timeout=60).run(spec("badinput"), tmp_path)
+
+
+def test_exit_2_with_error_line_is_bad_input(tmp_path):
+    log = tmp_path / "worker.log"
+    log.write_text("Traceback? no\nerror: unknown task 'mmlux'; valid: gsm8k, mmlu\n")
+    with pytest.raises(HarnessError, match="unknown task 'mmlux'"):
+        read_worker_result(2, tmp_path / "missing.json", log)
+
+
+def test_inprocess_executor_turns_exceptions_into_unresolved(tmp_path, monkeypatch):
+    monkeypatch.setenv("AD_COMPILE_BACKEND", "torch-opt")
+    ex = InProcessExecutor()
+    ok = ex.run(spec(), tmp_path)
+    assert ok.status == "ok" and ok.info["env_seen"]["AD_COMPILE_BACKEND"] is None
+    assert ok.info["env_scrubbed"] == {"AD_COMPILE_BACKEND": "torch-opt"}
+    assert os.environ["AD_COMPILE_BACKEND"] == "torch-opt"  # restored afterwards
+    from harness import backends
+
+    monkeypatch.setitem(backends.BACKENDS, "broken", "no_such_module_xyz:Backend")
+    monkeypatch.setenv("HARNESS_EXTRA_BACKENDS", "")
+    bad = ex.run(spec("broken"), tmp_path)
+    assert bad.status == "unresolved" and "ModuleNotFoundError" in bad.error
+
+
+def test_unknown_executor_lists_the_valid_ones():
+    with pytest.raises(HarnessError, match="valid: local, inprocess"):
+        get_executor("slurmx")
