@@ -1,0 +1,188 @@
+"""Each bisect step's oracle: evaluate a configuration and judge it against the reference run.
+
+The verdict of a step is the paired comparison of its per-sample records with the reference
+run's on the same samples (``harness.verdict.compare_runs``): ``regressed`` -> the step *fails*;
+``same`` or ``improved`` -> it *passes*. Two verdicts decide nothing and are handled here:
+
+* ``unresolved`` (the engine crashed, hung, ran out of memory): the evaluation is run once more
+  (the store never serves an unresolved result from the cache, so the retry really runs). If it
+  is still unresolved the step is ``untestable`` - never a pass.
+* ``inconclusive`` (not enough evidence either way): the step is re-run once with more samples
+  (``ESCALATE_FACTOR`` times as many, capped at what the data set holds), together with the
+  reference at the same sample count, and judged again. If the data set has no more samples, or
+  the larger run is still inconclusive, the step is ``untestable``. Searching on an untestable
+  step never reads it as a pass (``harness.bisect.search``).
+
+Every judged step becomes a ``Step`` in the trail the report shows.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from harness.bisect.search import FAIL, PASS, UNTESTABLE
+from harness.evaluate import EvalResult, EvalSpec
+
+ESCALATE_FACTOR = 4
+VERDICT_OUTCOME = {"regressed": FAIL, "same": PASS, "improved": PASS}
+
+
+@dataclass
+class Step:
+    index: int
+    phase: str
+    purpose: str
+    backend: str
+    model: str
+    samples: int | None
+    on: list[str] | None = None  # knobs at their full value (search / confirmation steps)
+    diff_base: str | None = None  # what config_diff is relative to ("minimal", "full", "reference")
+    config_diff: list[str] = field(default_factory=list)
+    config: dict | None = None  # the user overlay evaluated (None for reference-backend runs)
+    status: str = "ok"
+    verdict: str | None = None
+    outcome: str | None = None
+    attempts: int = 1
+    escalated_to: int | None = None
+    score: float | None = None
+    ref_score: float | None = None
+    n: int | None = None
+    comparison: dict | None = None
+    summary: list[str] = field(default_factory=list)
+    cached: bool = False
+    seconds: float = 0.0
+    cache_key: str | None = None
+    error: str | None = None
+    log_tail: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _comparison_dict(comp) -> dict:
+    if comp is None:
+        return {}
+    if hasattr(comp, "to_dict"):
+        return comp.to_dict()
+    return dict(comp)
+
+
+def _summary_lines(comp) -> list[str]:
+    if comp is not None and hasattr(comp, "summary_lines"):
+        try:
+            return list(comp.summary_lines())
+        except Exception:  # noqa: BLE001 - a summary is a nicety
+            return []
+    return []
+
+
+class Oracle:
+    """Runs specs through the runner, retries unresolved ones, judges them against the reference.
+
+    ``compare(ref_records, cand_records) -> Comparison`` (with ``.verdict``) is
+    ``harness.verdict.compare_runs`` with the run's alpha / min_effect / noise bound in.
+    ``available`` returns how many samples the data set holds (for inconclusive escalation).
+    ``on_step(step)`` is called after every judged step (the orchestrator appends it to the trail).
+    """
+
+    def __init__(self, runner, ref_spec: EvalSpec, compare: Callable, available: Callable[[], int | None] | None = None,
+                 on_step: Callable[[Step], None] | None = None, escalate: bool = True):
+        self.runner = runner
+        self.ref_spec = ref_spec
+        self.compare = compare
+        self.available = available
+        self.on_step = on_step
+        self.escalate = escalate
+        self.steps: list[Step] = []
+        self._refs: dict[int | None, EvalResult] = {}
+        self._judged: dict[str, Step] = {}
+
+    # -- evaluation -------------------------------------------------------------------------
+    def run(self, spec: EvalSpec) -> tuple[EvalResult, int]:
+        """Evaluate, retrying an unresolved result once. Returns (result, attempts)."""
+        res = self.runner.evaluate(spec)
+        if res.status == "ok":
+            return res, 1
+        return self.runner.evaluate(spec), 2
+
+    def reference(self, samples: int | None = None) -> tuple[EvalResult, int]:
+        n = self.ref_spec.samples if samples is None else samples
+        if n not in self._refs:
+            res, attempts = self.run(replace(self.ref_spec, samples=n))
+            self._refs[n] = res
+            self._ref_attempts = attempts
+        return self._refs[n], getattr(self, "_ref_attempts", 1)
+
+    # -- judging ----------------------------------------------------------------------------
+    def judge(self, spec: EvalSpec, phase: str, purpose: str, on=None, diff_base=None, config_diff=None,
+              record: bool = True) -> Step:
+        """Evaluate ``spec`` and judge it against the reference at the same sample count."""
+        t0 = time.monotonic()
+        step = Step(index=len(self.steps) + 1, phase=phase, purpose=purpose, backend=spec.backend,
+                    model=spec.model, samples=spec.samples, on=list(on) if on is not None else None,
+                    diff_base=diff_base, config_diff=list(config_diff or []), config=spec.config)
+        res, attempts = self.run(spec)
+        step.attempts = attempts
+        self._fill(step, res)
+        if res.status == "ok":
+            comp = self._compare(spec.samples, res)
+            step.verdict = comp.verdict if comp is not None else "unresolved"
+            if step.verdict == "inconclusive" and self.escalate:
+                bigger = self._escalated_samples(spec.samples)
+                if bigger is not None:
+                    big_spec = replace(spec, samples=bigger)
+                    res2, att2 = self.run(big_spec)
+                    step.attempts += att2
+                    step.escalated_to = bigger
+                    self._fill(step, res2)
+                    comp = self._compare(bigger, res2) if res2.status == "ok" else None
+                    step.verdict = comp.verdict if comp is not None else "unresolved"
+            step.comparison = _comparison_dict(comp)
+            step.summary = _summary_lines(comp)
+        else:
+            step.verdict = "unresolved"
+        step.outcome = VERDICT_OUTCOME.get(step.verdict, UNTESTABLE)
+        step.seconds = round(time.monotonic() - t0, 3)
+        if record:
+            self.record(step)
+        return step
+
+    def record(self, step: Step) -> None:
+        step.index = len(self.steps) + 1
+        self.steps.append(step)
+        if self.on_step:
+            self.on_step(step)
+
+    def result_of(self, step: Step) -> EvalResult | None:
+        return getattr(step, "_result", None)
+
+    # -- internals --------------------------------------------------------------------------
+    def _fill(self, step: Step, res: EvalResult) -> None:
+        step.status = res.status
+        step.cached = bool(res.info.get("cached")) and step.attempts == 1
+        step.cache_key = res.info.get("cache_key")
+        step.error = res.error
+        step.log_tail = res.log_tail if res.status != "ok" else None
+        step.score = (res.metrics or {}).get("score")
+        step.n = (res.metrics or {}).get("n", len(res.records) if res.records else None)
+        object.__setattr__(step, "_result", res)
+
+    def _compare(self, samples, res: EvalResult):
+        ref, _ = self.reference(samples)
+        if ref.status != "ok":
+            return None
+        comp = self.compare(ref.records, res.records)
+        self._last_ref_score = (ref.metrics or {}).get("score")
+        return comp
+
+    def _escalated_samples(self, n: int | None) -> int | None:
+        if n is None or self.available is None:
+            return None
+        avail = self.available()
+        if avail is None or avail <= n:
+            return None
+        return min(n * ESCALATE_FACTOR, avail)

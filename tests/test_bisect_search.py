@@ -1,0 +1,134 @@
+"""Search strategies on synthetic knobs (8..64) with planted culprits, pairs and untestable steps."""
+import itertools
+import math
+import random
+
+import pytest
+
+from harness.bisect.search import FAIL, PASS, UNTESTABLE, run_search
+from harness.errors import HarnessError
+
+
+def oracle_for(culprits, untestable=(), calls=None):
+    def oracle(on, purpose):
+        if calls is not None:
+            calls.append(tuple(on))
+        s = set(on)
+        if s & set(untestable):
+            return UNTESTABLE
+        return FAIL if any(set(c) <= s for c in culprits) else PASS
+    return oracle
+
+
+def knobs(n):
+    return [f"k{i:02d}" for i in range(n)]
+
+
+def groups(res):
+    return sorted(sorted(g) for g in res.culprits)
+
+
+@pytest.mark.parametrize("n", [8, 16, 32, 64])
+def test_adaptive_one_culprit_in_log_n(n):
+    ks = knobs(n)
+    bound = math.ceil(math.log2(n)) + 3
+    for c in ks:  # every position
+        res = run_search("adaptive", ks, oracle_for([[c]]))
+        assert res.culprits == [[c]] and res.explained is True
+        # search probes include Phase 6's "full - culprit"; "minimal + culprit" is among them
+        probed = {p.on for p in res.probes}
+        assert res.evaluations + ((c,) not in probed) <= bound
+
+
+@pytest.mark.parametrize("n", [8, 16, 32])
+def test_adaptive_two_independent_culprits(n):
+    ks = knobs(n)
+    rng = random.Random(n)
+    for a, b in rng.sample(list(itertools.combinations(ks, 2)), 15):
+        res = run_search("adaptive", ks, oracle_for([[a], [b]]))
+        assert groups(res) == sorted([[a], [b]])
+        assert res.explained is True
+        assert res.evaluations <= 2 * (math.ceil(math.log2(n)) + 2)
+
+
+@pytest.mark.parametrize("n", [8, 16, 64])
+def test_adaptive_finds_pair_that_fails_only_together(n):
+    ks = knobs(n)
+    rng = random.Random(n + 1)
+    for a, b in rng.sample(list(itertools.combinations(ks, 2)), 15):
+        res = run_search("adaptive", ks, oracle_for([[a, b]]))
+        assert groups(res) == [sorted([a, b])], (a, b, res.culprits)
+        assert res.evaluations <= 4 * math.ceil(math.log2(n)) + 3
+
+
+def test_adaptive_single_plus_pair():
+    ks = knobs(16)
+    res = run_search("adaptive", ks, oracle_for([["k03"], ["k07", "k12"]]))
+    assert groups(res) == [["k03"], ["k07", "k12"]]
+
+
+def test_linear_evaluates_every_knob_and_finds_all_singles():
+    ks = knobs(12)
+    calls = []
+    res = run_search("linear", ks, oracle_for([["k02"], ["k09"]], calls=calls))
+    assert groups(res) == [["k02"], ["k09"]]
+    assert all((k,) in calls for k in ks)  # every knob re-enabled alone, in pipeline order
+    assert [c for c in calls if len(c) == 1] == [(k,) for k in ks]
+    assert res.evaluations == len(ks) + 1  # + "full - culprits"
+
+
+def test_linear_finds_pair_with_cumulative_pass():
+    ks = knobs(10)
+    res = run_search("linear", ks, oracle_for([["k01", "k06"]]))
+    assert groups(res) == [["k01", "k06"]]
+    assert res.explained is True
+
+
+def test_untestable_is_never_a_pass():
+    ks = knobs(8)
+    # k05 is the culprit; any config containing k02 crashes (untestable)
+    res = run_search("adaptive", ks, oracle_for([["k05"]], untestable=["k02"]))
+    assert "k05" in res.culprit_knobs()
+    assert "k02" not in res.culprit_knobs()
+    # the culprit itself untestable when alone: reported as a suspect, never cleared
+    res = run_search("adaptive", ks, oracle_for([["k05"]], untestable=["k05"]))
+    assert "k05" in res.suspects and res.culprits == []
+
+
+def test_batch_oracle_used_by_linear():
+    ks = knobs(6)
+    batches = []
+
+    def batch(sets, purposes):
+        batches.append(len(sets))
+        o = oracle_for([["k04"]])
+        return [o(s, p) for s, p in zip(sets, purposes)]
+
+    res = run_search("linear", ks, oracle_for([["k04"]]), batch_oracle=batch)
+    assert batches[0] == 6 and res.culprits == [["k04"]]
+
+
+def test_requires_drops_dependents():
+    ks = ["world_size", "k1", "fuse_ar", "k3"]
+    req = {"fuse_ar": ["world_size"]}
+
+    def oracle(on, purpose):
+        s = set(on)
+        if "fuse_ar" in s:
+            s.add("world_size")  # what the orchestrator's closure does
+        return FAIL if "world_size" in s else PASS
+
+    res = run_search("adaptive", ks, oracle, requires=req)
+    assert res.culprits == [["world_size"]] and res.explained is True
+
+
+def test_budget_stops_a_non_monotone_oracle():
+    ks = knobs(16)
+    flip = itertools.cycle([FAIL, PASS, PASS])
+    res = run_search("adaptive", ks, lambda on, p: next(flip), budget=10)
+    assert res.evaluations <= 10
+
+
+def test_unknown_strategy_is_a_clear_error():
+    with pytest.raises(HarnessError, match="adaptive"):
+        run_search("binary", knobs(4), oracle_for([["k00"]]))
