@@ -216,3 +216,29 @@ def test_diagnose_on_demo_model(tmp_path):
     # the demo model answers far above chance (25%) on its own data set
     assert run["metrics"]["score"] > 40
     json.dumps(run)
+
+
+class CrashingBackend:
+    """A backend whose engine dies while loading: diagnose must report it as unresolved, not crash."""
+
+    name = "crashing"
+    takes_ad_config = False
+
+    def open(self, model, config, context=None):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_diagnose_unresolved_writes_run_json_and_exits_1(tmp_path, monkeypatch, capsys):
+    from harness import backends
+    from harness.cli import main
+
+    monkeypatch.setitem(backends.BACKENDS, "crashing", "test_hf_backend:CrashingBackend")
+    rc = main(["diagnose", "--backend", "crashing", "--samples", "6", "--quiet", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "illegal memory access" in captured.err
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    from harness.rundir import read_run
+
+    run, records = read_run(run_dir)
+    assert run["status"] == "unresolved" and "illegal memory access" in run["error"] and records == []

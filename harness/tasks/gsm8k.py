@@ -86,6 +86,7 @@ def build_lm_eval_task(root: Path, seed: int, num_fewshot: int | None = None):
     import lm_eval.tasks
     from lm_eval.tasks import TaskManager
 
+    root = root.resolve()  # datasets resolves relative data_files against dataset_path
     flat = _flat_files(root)
     original = lm_eval.api.task.TaskConfig.__post_init__
 
@@ -120,7 +121,7 @@ def build_lm_eval_task(root: Path, seed: int, num_fewshot: int | None = None):
         except Exception as exc:  # noqa: BLE001 - data problems surface here
             raise HarnessError(
                 f"lm-eval could not load the gsm8k data from {str(root)!r} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); pass --dataset with a directory holding "
+                f"{(str(exc).splitlines() or [''])[0][:200]}); pass --dataset with a directory holding "
                 f"train.jsonl and test.jsonl (fields question, answer) or a snapshot of openai/gsm8k") from None
         finally:
             lm_eval.api.task.TaskConfig.__post_init__ = original
