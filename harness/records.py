@@ -80,7 +80,7 @@ _SPECIAL = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 def _restore(obj, key=None):
     if isinstance(obj, dict):
-        return {k: _restore(v, k) for k, v in obj.items()}
+        return {k: _restore(v, key) for k, v in obj.items()}  # values inherit the field name
     if isinstance(obj, list):
         return [_restore(v, key) for v in obj]
     if key in ("answer_logprobs", "top_logprobs") and isinstance(obj, str) and obj in _SPECIAL:
