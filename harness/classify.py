@@ -472,7 +472,7 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
             evidence["verdict_vs_reference"] = cmp_.verdict
     parse_rate = len(m["valid"]) / n
     evidence["valid_answer_rate"] = parse_rate
-    ehw = _easy_hard(ref_recs, recs, P["easy_right_hard_wrong"], alpha, notes) if cmp_ is not None else None
+    ehw = easy_hard_split(ref_recs, recs, P["easy_right_hard_wrong"], alpha, notes) if cmp_ is not None else None
     if ehw is not None:
         evidence["easy_hard"] = {k: v for k, v in ehw.items() if k != "rows"}
         if ehw["matched"]:
@@ -515,9 +515,14 @@ def _pairs(ref_recs, recs):
     return pair_records(ref_recs, recs).pairs
 
 
-def _easy_hard(ref_recs, recs, p: dict, alpha: float, notes: list) -> dict | None:
-    """Subject-level split by the reference's per-subject accuracy; sample-level fallback by its margin."""
+def easy_hard_split(ref_recs, recs, p: dict | None = None, alpha: float = 0.05, notes: list | None = None) -> dict | None:
+    """Where the losses fall by difficulty: subjects split by the reference's per-subject accuracy;
+    when no subject falls on each side, samples split by the reference's own top1-top2 margin.
+    Returns the numbers and ``matched`` (the easy-right/hard-wrong pattern), or None without pairs."""
     from harness import stats
+
+    p = p if p is not None else load_patterns()["patterns"]["easy_right_hard_wrong"]
+    notes = notes if notes is not None else []
     from harness.logprob_stats import sample_divergence
 
     pairs = _pairs(ref_recs, recs)
