@@ -161,6 +161,9 @@ def check_csv(path: Path) -> None:
         start = 1
         n = 0
         for row in reader:
+            if not row:  # blank line: pandas skips it (skip_blank_lines=True)
+                start = reader.line_num + 1
+                continue
             n += 1
             if len(row) != 6:
                 raise HarnessError(
