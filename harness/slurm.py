@@ -233,12 +233,14 @@ class SlurmExecutor(Executor):
 
         gone = 0
         while True:
-            if job.done():
+            # Slurm: look for the result file ourselves; job.done() polls sacct, which fails loudly
+            # where accounting is disabled (the single-node setup) and never sees a lost job.
+            if (job.paths.result_pickle.exists() if self.cluster == "slurm" else job.done()):
                 break
             if self.cluster == "slurm":
                 state = _squeue_state(job.job_id)
                 gone = gone + 1 if state == "" else 0
-                if gone >= 3 and not job.done():  # left the queue, no result (time limit, node failure, scancel)
+                if gone >= 3 and not job.paths.result_pickle.exists():  # left the queue, no result (time limit, node failure, scancel)
                     final = _scontrol_state(job.job_id) or "unknown state"
                     return "lost", None, (f"Slurm job {job.job_id} ended without a result: {final}"
                                           + (" - hit the Slurm time limit (raise --time)" if "TIMEOUT" in final else ""))
