@@ -40,6 +40,7 @@ class Step:
     diff_base: str | None = None  # what config_diff is relative to ("minimal", "full", "reference")
     config_diff: list[str] = field(default_factory=list)
     config: dict | None = None  # the user overlay evaluated (None for reference-backend runs)
+    config_hash: str | None = None  # hash of the resolved config
     status: str = "ok"
     verdict: str | None = None
     outcome: str | None = None
@@ -112,10 +113,14 @@ class Oracle:
     def reference(self, samples: int | None = None) -> tuple[EvalResult, int]:
         n = self.ref_spec.samples if samples is None else samples
         if n not in self._refs:
-            res, attempts = self.run(replace(self.ref_spec, samples=n))
+            spec = replace(self.ref_spec, samples=n, label=f"{self.ref_spec.label} (n={n})")
+            res, attempts = self.run(spec)
             self._refs[n] = res
-            self._ref_attempts = attempts
-        return self._refs[n], getattr(self, "_ref_attempts", 1)
+            step = Step(index=0, phase="ref", purpose=f"reference run at {n} samples", backend=spec.backend,
+                        model=spec.model, samples=n, attempts=attempts, diff_base="reference")
+            self._fill(step, res)
+            self.record(step)
+        return self._refs[n], 1
 
     # -- judging ----------------------------------------------------------------------------
     def judge(self, spec: EvalSpec, phase: str, purpose: str, on=None, diff_base=None, config_diff=None,
@@ -129,7 +134,7 @@ class Oracle:
         step.attempts = attempts
         self._fill(step, res)
         if res.status == "ok":
-            comp = self._compare(spec.samples, res)
+            comp = self._compare(spec.samples, res, step)
             step.verdict = comp.verdict if comp is not None else "unresolved"
             if step.verdict == "inconclusive" and self.escalate:
                 bigger = self._escalated_samples(spec.samples)
@@ -139,7 +144,7 @@ class Oracle:
                     step.attempts += att2
                     step.escalated_to = bigger
                     self._fill(step, res2)
-                    comp = self._compare(bigger, res2) if res2.status == "ok" else None
+                    comp = self._compare(bigger, res2, step) if res2.status == "ok" else None
                     step.verdict = comp.verdict if comp is not None else "unresolved"
             step.comparison = _comparison_dict(comp)
             step.summary = _summary_lines(comp)
@@ -171,13 +176,12 @@ class Oracle:
         step.n = (res.metrics or {}).get("n", len(res.records) if res.records else None)
         object.__setattr__(step, "_result", res)
 
-    def _compare(self, samples, res: EvalResult):
+    def _compare(self, samples, res: EvalResult, step: Step):
         ref, _ = self.reference(samples)
+        step.ref_score = (ref.metrics or {}).get("score")
         if ref.status != "ok":
             return None
-        comp = self.compare(ref.records, res.records)
-        self._last_ref_score = (ref.metrics or {}).get("score")
-        return comp
+        return self.compare(ref.records, res.records)
 
     def _escalated_samples(self, n: int | None) -> int | None:
         if n is None or self.available is None:

@@ -1,0 +1,224 @@
+"""Validate and resolve the bisect command's inputs (every bad input -> one HarnessError line).
+
+Nothing here evaluates a model. ``resolve_inputs(args)`` returns a ``BisectInputs`` with the
+user config loaded, the knob catalogue of the default.yaml in force, the ablation plan, the
+reference score, and the run directory chosen; ``build_plan`` turns it into the phase plan.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+EXECUTORS = ("local", "inprocess", "slurm")
+
+
+@dataclass
+class BisectInputs:
+    model: str
+    task: str
+    config_path: str | None
+    user_config: dict
+    dataset: str | None
+    samples: int | None
+    seed: int
+    backend_ref: str
+    backend: str
+    strategy: str
+    out_root: Path
+    catalogue: object = None
+    default_yaml: str | None = None
+    reference_score: float | None = None
+    reference_source: str | None = None
+    reference_sigma: float = 50.0
+    cache_dir: str = ".harness"
+    use_cache: bool = True
+    eval_timeout: float | None = 1800
+    max_parallel: int = 1
+    quiet: bool = False
+    dry_run: bool = False
+    ablation: object = None
+    unquantized_model: str | None = None
+    plugins: list[str] = field(default_factory=list)
+    plugin_transforms: list[str] = field(default_factory=list)
+    aa_repeats: int = 0
+    alpha: float = 0.05
+    min_effect: float = 1.0
+    executor: str = "local"
+    prompt_options: dict = field(default_factory=dict)
+    quant: dict = field(default_factory=dict)
+    moe: bool | None = None
+
+    def identity(self) -> dict:
+        """What makes two bisect runs the same run (the run directory name hashes it)."""
+        return {"model": str(Path(self.model).resolve()) if Path(self.model).exists() else self.model,
+                "task": self.task, "config": self.user_config, "dataset": self.dataset, "samples": self.samples,
+                "seed": self.seed, "backend_ref": self.backend_ref, "backend": self.backend,
+                "strategy": self.strategy, "ablation": self.ablation.to_dict() if self.ablation else None,
+                "unquantized_model": self.unquantized_model, "plugins": self.plugins, "aa_repeats": self.aa_repeats,
+                "alpha": self.alpha, "min_effect": self.min_effect, "default_yaml": self.default_yaml,
+                "prompt_options": self.prompt_options, "reference_score": self.reference_score}
+
+    def to_dict(self) -> dict:
+        d = self.identity()
+        d.update({"model": self.model, "config_path": self.config_path, "reference_source": self.reference_source,
+                  "cache_dir": self.cache_dir, "use_cache": self.use_cache, "eval_timeout": self.eval_timeout,
+                  "max_parallel": self.max_parallel, "executor": self.executor,
+                  "catalogue": getattr(self.catalogue, "source", None), "quant": self.quant, "moe": self.moe})
+        return d
+
+
+def check_model(model: str, what: str = "--model") -> str:
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise HarnessError(f"{what} {model!r} is a file; pass the model's checkpoint directory")
+        return str(p)
+    looks_like_hub_id = model.count("/") == 1 and not model.startswith((".", "/", "~"))
+    if looks_like_hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(model, "config.json")
+            if isinstance(hit, str):
+                return model
+        except Exception:  # noqa: BLE001 - no hub library or a broken cache: treat as missing
+            pass
+    raise HarnessError(f"{what} {model!r} does not exist (no such directory, and not a model id in the local "
+                       "Hugging Face cache); pass a local checkpoint directory")
+
+
+def check_out_dir(out: str | Path) -> Path:
+    p = Path(out).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"output directory {str(out)!r} is not writable ({exc.strerror or exc}); pass --out "
+                           "with a directory you can write to") from None
+    return p
+
+
+def load_catalogue(backend: str, default_yaml: str, user: dict, plugins: list[str]):
+    """The knob catalogue of the default.yaml in force, with plugin transforms added (ad-emulator)."""
+    from harness.config import Catalogue
+
+    if backend == "ad-emulator":
+        from harness.backends.emulator.pipeline import build_catalogue
+
+        catalogue, _ = build_catalogue(user, plugins, default_yaml)
+        return catalogue
+    if plugins:
+        raise HarnessError(f"--plugin is supported by the ad-emulator backend only, not {backend!r}; drop --plugin")
+    return Catalogue.from_yaml(default_yaml)
+
+
+def resolve_inputs(args) -> BisectInputs:
+    from harness.backends import default_backends, get_backend
+    from harness.bisect.ablation import load_ablation
+    from harness.config import Catalogue, load_yaml, resolve
+    from harness.config.ops import validate_transform_names
+    from harness.paths import DEMO_CONFIG, DEMO_MODEL, default_dataset
+    from harness.quant import is_moe, quant_info
+
+    ref_default, cand_default = default_backends()
+    backend_ref = args.backend_ref or ref_default
+    backend = args.backend or cand_default
+    get_backend(backend_ref)  # unknown name -> one_of error
+    cand = get_backend(backend)
+    if not getattr(cand, "takes_ad_config", False):
+        raise HarnessError(f"--backend {backend!r} does not take an AD config, so there are no knobs to bisect; pass "
+                           "--backend ad-emulator or trtllm-ad")
+    if args.executor not in EXECUTORS:
+        raise HarnessError(f"unknown executor {args.executor!r}; valid: {', '.join(EXECUTORS)}. Pass --executor local.")
+    if args.samples is not None and args.samples <= 0:
+        raise HarnessError(f"--samples must be a positive integer, got {args.samples}; pass --samples 100")
+    if not 0 < args.alpha < 1:
+        raise HarnessError(f"--alpha must be between 0 and 1, got {args.alpha}; pass e.g. --alpha 0.05")
+    if args.min_effect < 0:
+        raise HarnessError(f"--min-effect must be >= 0 accuracy points, got {args.min_effect}")
+    if args.aa_repeats < 0:
+        raise HarnessError(f"--aa-repeats must be >= 0, got {args.aa_repeats}")
+    if args.max_parallel < 1:
+        raise HarnessError(f"--max-parallel must be >= 1, got {args.max_parallel}")
+    if args.eval_timeout is not None and args.eval_timeout <= 0:
+        raise HarnessError(f"--eval-timeout must be > 0 seconds, got {args.eval_timeout}")
+
+    model = check_model(args.model)
+    unquantized = check_model(args.unquantized_model, "--unquantized-model") if args.unquantized_model else None
+
+    default_yaml = args.default_yaml
+    if default_yaml:
+        if not Path(default_yaml).is_file():
+            raise HarnessError(f"--default-yaml {default_yaml!r} does not exist; pass the path of "
+                               "tensorrt_llm/_torch/auto_deploy/config/default.yaml")
+        if backend.startswith("trtllm"):
+            from harness.backends.trtllm_version import set_default_yaml_override
+
+            set_default_yaml_override(default_yaml)  # every worker uses it too (environment)
+    else:
+        default_yaml = cand.default_yaml()
+        if not default_yaml:
+            raise HarnessError(f"backend {backend!r} has no default.yaml in force; pass --default-yaml PATH")
+    config_path = args.config
+    if config_path is None and backend == "ad-emulator" and Path(model).resolve() == Path(DEMO_MODEL).resolve():
+        config_path = str(DEMO_CONFIG)
+    user = load_yaml(config_path, "config") if config_path else {}
+    plugins = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in (args.plugin or [])]
+    catalogue = load_catalogue(backend, str(default_yaml), user, plugins)
+    validate_transform_names(user, catalogue)
+    base_names = set(Catalogue.from_yaml(default_yaml).names())
+    extra = [n for n in catalogue.names() if n not in base_names]
+
+    ablation = load_ablation(args.ablation) if args.ablation else None
+    strategy = args.strategy or (ablation.strategy if ablation and ablation.strategy else "adaptive")
+    if strategy not in ("adaptive", "linear"):
+        raise HarnessError(f"unknown strategy {strategy!r}; valid: adaptive, linear. Pass --strategy adaptive.")
+
+    dataset = args.dataset or default_dataset(args.task)
+    if dataset is None:
+        raise HarnessError(f"no data set for task {args.task!r}: set $LLM_MODELS_ROOT or pass --dataset DIR")
+    if not Path(dataset).exists():
+        raise HarnessError(f"--dataset {dataset!r} does not exist; pass the data set directory")
+
+    resolved = resolve(catalogue, user)
+    quant = quant_info(model, resolved)
+    ref_score, ref_source, sigma = args.reference_score, "--reference-score" if args.reference_score is not None else None, 50.0
+    if ref_score is None and args.references:
+        from harness.regress.references import find_reference
+
+        spec = {"quant_algo": quant.get("algo"), "kv_cache_quant_algo": quant.get("kv_cache_algo")}
+        names = [model, Path(model).name]
+        last = None
+        for name in names:
+            try:
+                ref = find_reference(args.references, name, args.task, spec)
+                ref_score, ref_source, sigma = ref.accuracy, f"{ref.source} [{name}]", ref.sigma
+                break
+            except HarnessError as exc:
+                last = exc
+        if ref_score is None and last is not None:
+            raise last
+    from harness.commands.prompts import prompt_options_from_args
+
+    from harness.tasks.base import PromptOptions
+
+    popts = prompt_options_from_args(args, tokenizer=model).to_dict()
+    defaults = PromptOptions().to_dict()
+    popts_d = {k: v for k, v in popts.items() if v != defaults.get(k)}  # only what differs (cache key)
+    if not popts_d.get("apply_chat_template"):
+        popts_d.pop("tokenizer", None)
+    return BisectInputs(
+        model=model, task=args.task, config_path=config_path, user_config=user, dataset=dataset,
+        samples=args.samples, seed=args.seed, backend_ref=backend_ref, backend=backend, strategy=strategy,
+        out_root=check_out_dir(args.out) if not args.dry_run else Path(args.out), catalogue=catalogue,
+        default_yaml=str(default_yaml), reference_score=ref_score, reference_source=ref_source,
+        reference_sigma=sigma, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        eval_timeout=args.eval_timeout, max_parallel=args.max_parallel, quiet=args.quiet, dry_run=args.dry_run,
+        ablation=ablation, unquantized_model=unquantized, plugins=plugins, plugin_transforms=extra,
+        aa_repeats=args.aa_repeats, alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
+        prompt_options=popts_d, quant=quant, moe=is_moe(model))

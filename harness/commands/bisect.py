@@ -1,0 +1,126 @@
+"""`python -m harness bisect`: Phases 0-6 of the AD accuracy method, automated.
+
+With no arguments it runs the embedded demo: the demo model and data, the hf reference backend
+against the ad-emulator with the demo config (configs/demo/ad_demo.yaml, one planted fault).
+Every evaluation is cached under --cache-dir, so a rerun (or a rerun after a kill) repeats no
+finished evaluation and writes the same summary.
+
+Writes <out>/bisect-<model>-<task>-<hash>/: report.md, report.html, summary.json (schema:
+harness/report/SCHEMA.md), samples.jsonl and decisive/ (the decisive comparison), repro/
+(minimal_failing.yaml, confirming.yaml, command.sh), fake_quant_debug.yaml when Phase 4a ran,
+breakdown/ (Phase 5).
+
+Exit status: 0 when the bisect completed, whatever the verdict (regressed, same, inconclusive,
+unresolved or a suspect harness: read summary.json "verdict"); 2 on bad input (unknown knob or
+backend, malformed YAML, missing model or data set, unwritable output directory). For a
+git-bisect style 0/1/125 exit code use `python -m harness check`.
+"""
+from __future__ import annotations
+
+import argparse
+
+EPILOG = ("Exit status: 0 when the bisect completed (whatever the verdict; see summary.json), "
+          "2 on bad input. Example: python -m harness bisect --model DIR --config my_ad.yaml --samples 200")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.commands.prompts import add_prompt_arguments, add_task_arguments
+    from harness.paths import DEMO_MODEL
+
+    p.epilog = EPILOG
+    p.add_argument("--model", default=str(DEMO_MODEL), help="model checkpoint directory (default: the demo model)")
+    add_task_arguments(p, default_samples=100)
+    add_prompt_arguments(p)
+    p.add_argument("--config", default=None, help="AD YAML (an overlay on the default.yaml in force); default: the "
+                   "demo config when --model is the demo and --backend is ad-emulator, else none")
+    p.add_argument("--backend-ref", default=None, help="reference backend (default trtllm-pt when tensorrt_llm is "
+                   "importable, else hf)")
+    p.add_argument("--backend", default=None, help="candidate backend (default trtllm-ad when tensorrt_llm is "
+                   "importable, else ad-emulator)")
+    p.add_argument("--default-yaml", default=None, help="the AD default.yaml in force (overrides discovery)")
+    p.add_argument("--reference-score", type=float, default=None, help="expected reference score (points) for "
+                   "Phase 0's consistency check")
+    p.add_argument("--references", default=None, help="TensorRT-LLM references directory or YAML (the model's entry "
+                   "gives the expected score)")
+    p.add_argument("--strategy", choices=["adaptive", "linear"], default=None,
+                   help="search strategy (default adaptive: group testing; linear: one knob at a time)")
+    p.add_argument("--ablation", default=None, metavar="FILE", help="declarative ablation plan (ablations/*.yaml) "
+                   "instead of the default knob list")
+    p.add_argument("--unquantized-model", default=None, help="unquantized (BF16/FP16) version of the model for "
+                   "Phase 4a's baseline")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE", help="plugin transform file "
+                   "(ad-emulator; repeatable)")
+    p.add_argument("--aa-repeats", type=int, default=0, metavar="K", help="A/A repeats of the reference to measure "
+                   "the noise floor (default 0)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of each verdict (default 0.05)")
+    p.add_argument("--min-effect", type=float, default=1.0, help="smallest accuracy difference (points) called a "
+                   "regression by accuracy alone (default 1.0)")
+    p.add_argument("--out", default="reports", help="run directory root (default reports/)")
+    p.add_argument("--cache-dir", default=".harness", help="evaluation store (default .harness/)")
+    p.add_argument("--no-cache", action="store_true", help="do not read cached evaluations (still stores new ones)")
+    p.add_argument("--eval-timeout", type=float, default=1800, help="seconds per evaluation before it counts as "
+                   "unresolved (default 1800)")
+    p.add_argument("--max-parallel", type=int, default=1, help="evaluations run at once (default 1)")
+    p.add_argument("--executor", default="local", help="local (fresh worker process per evaluation, default), "
+                   "inprocess (fast, no isolation) or slurm")
+    p.add_argument("--quiet", action="store_true", help="plain progress lines (CI logs)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (phases, knobs, worst-case evaluations) "
+                   "and exit without evaluating")
+
+
+def run_dir_name(inp) -> str:
+    import re
+    from pathlib import Path
+
+    from harness.records import canonical_json, sha
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(inp.model)).name or "model").strip("-.")[:40] or "model"
+    return f"bisect-{name}-{inp.task}-{sha(canonical_json(inp.identity()), 8)}"
+
+
+def run(args) -> int:
+    import sys
+    import time
+
+    from harness.bisect.inputs import resolve_inputs
+    from harness.bisect.plan import build_plan
+
+    inp = resolve_inputs(args)
+    plan = build_plan(inp.catalogue, inp.user_config, inp.strategy, inp.ablation,
+                      quantized=bool(inp.quant.get("quantized")), unquantized_model=bool(inp.unquantized_model),
+                      aa_repeats=inp.aa_repeats)
+    if args.dry_run:
+        print(f"bisect plan: {inp.backend} vs {inp.backend_ref}, model {inp.model}, task {inp.task}, "
+              f"{inp.samples or 'all'} samples")
+        print(f"config: {inp.config_path or '(none)'}; default.yaml in force: {inp.default_yaml}")
+        print(plan.render())
+        return 0
+
+    from harness.bisect.orchestrator import Bisector
+    from harness.report import write_report
+    from harness.runner import Runner
+
+    run_dir = inp.out_root / run_dir_name(inp)
+    started = time.time()
+    t0 = time.monotonic()
+    with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,
+                max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor) as runner:
+        b = Bisector(inp, plan, runner, run_dir)
+        state = b.run()
+        stats = runner.stats
+        wall = time.monotonic() - t0
+        run = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall, 3),
+               "runner": stats, "harness_overhead_seconds": round(max(0.0, wall - stats["backend_seconds"]), 3),
+               "harness_overhead_fraction": round(max(0.0, wall - stats["backend_seconds"]) / wall, 4) if wall else None,
+               "steps": [{"index": s.index, "cached": s.cached, "seconds": s.seconds, "attempts": s.attempts}
+                         for s in state["trail"]],
+               "run_dir": str(run_dir)}
+        summary = write_report(run_dir, inp, plan, state, b.results, b.specs, run)
+    print(f"verdict: {summary['verdict']} - {summary['headline']}")
+    for step in summary["next_steps"][:3]:
+        print(f"  next: {step}")
+    print(f"{stats['evaluations_run']} evaluations run, {stats['hits']} from the cache, {wall:.1f} s")
+    print(f"report: {run_dir / 'report.md'}")
+    sys.stdout.flush()
+    return 0
