@@ -117,3 +117,16 @@ def test_mismatched_prompts_refuse():
     cand = [dict(r, prompt_hash="zz") for r in ref]
     with pytest.raises(HarnessError):
         breakdown_tables(ref, cand)
+
+
+def test_breakdown_command(tmp_path, capsys):
+    from harness.cli import main
+    from harness.rundir import write_run
+
+    ref = reference(SUBJ)
+    cand = degrade(ref, lambda r, rng: rng.random() < 0.2)
+    for name, recs in (("a", ref), ("b", cand)):
+        write_run(tmp_path / name, {"label": name, "task": "mmlu"}, {"status": "ok", "records": recs})
+    assert main(["breakdown", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "bd")]) == 0
+    out = capsys.readouterr().out
+    assert "uniform_drop: FLAGGED" in out and (tmp_path / "bd" / "breakdown.png").is_file()

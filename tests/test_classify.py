@@ -199,3 +199,19 @@ def test_unresolved_or_empty_run_is_a_clear_error():
         classify([])
     with pytest.raises(HarnessError):
         classify({"status": "unresolved", "records": []})
+
+
+def test_classify_command(tmp_path, capsys):
+    from harness.cli import main
+    from harness.rundir import write_run
+
+    ref = reference_run()
+    cand = [dict(r, output=" Okay,", parsed=None, correct=False) for r in ref]
+    for name, recs in (("ref", ref), ("cand", cand)):
+        write_run(tmp_path / name, {"label": name, "task": "mmlu"}, {"status": "ok", "records": recs})
+    assert main(["classify", str(tmp_path / "cand"), "--reference", str(tmp_path / "ref")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("pattern: meta_text") and "next step (phase 0)" in out and "e.g. mmlu/" in out
+    assert main(["classify", str(tmp_path / "cand"), "--json"]) == 0
+    assert '"label": "meta_text"' in capsys.readouterr().out
+    assert main(["classify", str(tmp_path / "cand"), "--world-size", "two=x"]) == 2

@@ -219,3 +219,42 @@ def test_comparison_roundtrip_fields():
     for key in ("verdict", "accuracy", "mcnemar", "bootstrap", "trtllm", "logprob", "logprob_test", "pairing"):
         assert key in d
     assert d["trtllm"]["theta"] == pytest.approx(32.10, abs=0.01)  # 2.486 * sqrt(2 * 50^2 / 30)
+
+
+# -- the compare command on run directories ----------------------------------------------------
+
+
+def write_run_dir(path, records, status="ok", label="run"):
+    from harness.rundir import write_run
+
+    write_run(path, {"label": label, "backend": label, "task": "mmlu"},
+              {"status": status, "records": records, "error": None if status == "ok" else "worker timed out"})
+    return str(path)
+
+
+def test_compare_command_text_json_and_errors(tmp_path, capsys):
+    from harness.cli import main
+
+    ref = make_run(80)
+    a = write_run_dir(tmp_path / "a", ref, label="hf")
+    b = write_run_dir(tmp_path / "b", make_run(80, flip_frac=0.3), label="ad-emulator")
+    assert main(["compare", a, b]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("verdict: REGRESSED") and "McNemar exact" in out and "TensorRT-LLM unpaired gate" in out
+    assert "flipped / discordant samples" in out
+    assert main(["compare", a, b, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["verdict"] == "regressed" and d["labels"] == {"ref": "hf", "cand": "ad-emulator"}
+    # same run twice -> same
+    assert main(["compare", a, a]) == 0
+    assert capsys.readouterr().out.startswith("verdict: SAME")
+    # unresolved candidate
+    u = write_run_dir(tmp_path / "u", [], status="unresolved", label="ad")
+    assert main(["compare", a, u]) == 0
+    assert capsys.readouterr().out.startswith("verdict: UNRESOLVED")
+    # different prompts: error naming the count, exit 2
+    bad = write_run_dir(tmp_path / "bad", [{**r, "prompt_hash": "0" * 16} for r in ref])
+    assert main(["compare", a, bad]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot compare these runs: PROMPT MISMATCH: 80 of 80")
+    assert main(["compare", a, str(tmp_path / "missing")]) == 2
