@@ -1,0 +1,6 @@
+from ..compiler import CompileBackendRegistry, CompilerBackend
+
+
+@CompileBackendRegistry.register("torch-cudagraph")
+class TorchCudagraphCompiler(CompilerBackend):
+    pass

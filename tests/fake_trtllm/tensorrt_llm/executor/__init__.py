@@ -1,0 +1,1 @@
+from .result import CompletionOutput, Logprob  # noqa: F401
