@@ -172,6 +172,10 @@ class AutoDeployEngine(Engine):
         outs, details = common.generate_all(self.llm, prompts, sampling, SamplingParams)
         comps, cov = common.convert_outputs(outs, self._tokenizer(), sampling)
         self._gen = {**details, **cov}
+        w = common.seq_len_warning(getattr(getattr(self.llm, "args", None), "max_seq_len", None),
+                                   cov["longest_prompt_tokens"], sampling.max_tokens)
+        if w:
+            self._gen["warnings"] = list(self._gen.get("warnings") or []) + [w]
         return comps
 
     def info(self) -> dict:
@@ -196,7 +200,8 @@ class AutoDeployEngine(Engine):
             "ad_kwargs": self.plan.kwargs,
             "ad_yaml_extra": self.plan.yaml_extra_content,
             "requested": self.plan.requested,
-            "engine_args": eng,
+            "engine_args": {k: v for k, v in eng.items() if k != "transforms"},
+            "engine_enabled_transforms": [n for n, c in (eng.get("transforms") or {}).items() if c.get("enabled")],
             "transforms": records,
             "transforms_summary": logs.summarize(records),
             "generation": self._gen,

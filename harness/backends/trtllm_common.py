@@ -215,7 +215,7 @@ def to_completion(out, tok, spec: SamplingSpec, cont_ids: dict[str, int]) -> Com
     missing: list[str] = []
     if cont_ids and rows:
         first = rows[0]
-        answer = {c: first[tid] for c, tid in cont_ids.items() if tid in first}
+        answer = {c: first[tid] for c, tid in cont_ids.items() if tid in first} or None
         missing = [c for c, tid in cont_ids.items() if tid not in first]
     prompt_ids = getattr(out, "prompt_token_ids", None)
     extra = {"logprobs_format": fmt}
@@ -253,7 +253,23 @@ def convert_outputs(outs: list, tok, spec: SamplingSpec) -> tuple[list[Completio
     comps = [to_completion(o, tok, spec, cont) for o in outs]
     n_missing = sum(1 for c in comps if c.extra.get("answer_logprobs_missing"))
     fmts = sorted({c.extra.get("logprobs_format") for c in comps})
-    return comps, {"answer_logprobs_incomplete": n_missing, "logprobs_format": fmts}
+    longest = max((len(c.prompt_token_ids or []) for c in comps), default=0)
+    return comps, {"answer_logprobs_incomplete": n_missing, "logprobs_format": fmts, "longest_prompt_tokens": longest}
+
+
+def seq_len_warning(max_seq_len, longest_prompt: int, max_tokens: int) -> str | None:
+    """AD's own max_seq_len default (512 in the AutoDeployConfig era, llm_args.py@3e906a0e; also 512 in
+    examples/auto_deploy/model_registry/configs/dashboard_default.yaml) is easily shorter than a
+    5-shot MMLU prompt: say so instead of letting outputs silently degrade."""
+    try:
+        msl = int(max_seq_len)
+    except (TypeError, ValueError):
+        return None
+    need = int(longest_prompt) + int(max_tokens)
+    if longest_prompt and msl < need:
+        return (f"engine max_seq_len={msl} < longest prompt ({longest_prompt} tokens) + max_tokens ({max_tokens}); "
+                f"set max_seq_len >= {need} in the config")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

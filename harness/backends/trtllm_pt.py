@@ -70,6 +70,10 @@ class PyTorchEngine(Engine):
         outs, details = common.generate_all(self.llm, prompts, sampling, SamplingParams)
         comps, cov = common.convert_outputs(outs, self._tokenizer(), sampling)
         self._gen = {**details, **cov}
+        w = common.seq_len_warning(getattr(getattr(self.llm, "args", None), "max_seq_len", None),
+                                   cov["longest_prompt_tokens"], sampling.max_tokens)
+        if w:
+            self._gen["warnings"] = list(self._gen.get("warnings") or []) + [w]
         return comps
 
     def info(self) -> dict:
