@@ -28,8 +28,10 @@ the tests use it to plant a backend that segfaults or hangs.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -166,6 +168,17 @@ def _kill_group(pgid: int, sig=signal.SIGKILL) -> None:
         pass
 
 
+def _kill_pid_group(pid: int, sig) -> None:
+    """The group a worker leads, or the worker alone if it has not called setsid yet."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def _is_local_model(model: str) -> bool:
     return Path(model).expanduser().exists()
 
@@ -182,34 +195,177 @@ class Executor:
     def run(self, spec: EvalSpec, workdir: Path, harness_env: dict | None = None) -> EvalResult:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release long-lived resources (fork server, cluster handles)."""
+
+
+class ForkServerClient:
+    """The orchestrator's end of one ``harness.forkserver`` process (see that module)."""
+
+    READY_TIMEOUT_S = 300.0
+
+    def __init__(self, python: str, env: dict, log_path: Path, preload: list[str]):
+        self.env = env
+        self.ready = threading.Event()
+        self.dead = False
+        self.info: dict = {}
+        self._pending: dict[str, queue.Queue] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as logf:
+            self.proc = subprocess.Popen([python, "-m", "harness.forkserver", *preload], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=logf, env=env, start_new_session=True)
+        threading.Thread(target=self._read, name="harness-forkserver", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("ready"):
+                self.info = msg
+                self.ready.set()
+                continue
+            with self._lock:
+                q = self._pending.get(msg.get("id"))
+            if q is not None:
+                q.put(msg)
+        with self._lock:
+            self.dead = True
+            for q in self._pending.values():
+                q.put({"dead": True})
+        self.ready.set()
+
+    def submit(self, request: dict) -> tuple[str, queue.Queue] | None:
+        """Send a request; None when the server is not usable (the caller falls back)."""
+        if not self.ready.wait(self.READY_TIMEOUT_S) or self.dead:
+            return None
+        rid = str(next(self._ids))
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            if self.dead:
+                return None
+            self._pending[rid] = q
+            try:
+                self.proc.stdin.write((json.dumps({"id": rid, **request}) + "\n").encode("utf-8"))
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                self._pending.pop(rid, None)
+                return None
+        return rid, q
+
+    def forget(self, rid: str) -> None:
+        with self._lock:
+            self._pending.pop(rid, None)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+# The fork server never serves these (MPI / CUDA state must not be forked).
+NO_FORK_PREFIXES = ("trtllm",)
+# Variables read when modules are imported (sys.path, HF/transformers constants, torch/OpenMP
+# init, the testing hooks): a request whose values differ from the server's is not forked (the
+# child gets its full environment anyway; these are the ones a preloaded module may have cached).
+IMPORT_TIME_ENV_PREFIXES = ("PYTHON", "HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "TOKENIZERS", "LD_", "OMP_",
+                            "MKL_", "OPENBLAS", "KMP_", "CUDA", "NVIDIA", "XDG_CACHE_HOME", "HOME",
+                            "HARNESS_EXTRA_")
+
+
+def import_time_env(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.upper().startswith(IMPORT_TIME_ENV_PREFIXES)}
+
 
 class LocalExecutor(Executor):
-    """A fresh ``python -m harness worker`` process per evaluation."""
+    """A fresh worker process per evaluation: forked from a preloaded fork server when possible
+    (``harness.forkserver``), else ``python -m harness.commands.worker``.
+
+    Options: ``fork_server`` (None = auto: on for Linux unless HARNESS_FORK_SERVER=0; the
+    TensorRT-LLM backends always get a plain process), ``python``, ``threads`` (OMP/MKL threads
+    per worker; default cores // max_parallel).
+    """
 
     name = "local"
 
-    def __init__(self, timeout=1800, max_parallel=1, python: str | None = None, threads: int | None = None, **options):
+    def __init__(self, timeout=1800, max_parallel=1, python: str | None = None, threads: int | None = None,
+                 fork_server: bool | None = None, **options):
         super().__init__(timeout, max_parallel, **options)
         self.python = python or sys.executable
         self.threads = threads or cpu_threads(self.max_parallel)
+        if fork_server is None:
+            fork_server = (sys.platform.startswith("linux") and hasattr(os, "fork")
+                           and os.environ.get("HARNESS_FORK_SERVER", "1") != "0")
+        self.fork_server = bool(fork_server)
+        self._server: ForkServerClient | None = None
+        self._server_lock = threading.Lock()
 
-    def run(self, spec: EvalSpec, workdir: Path, harness_env: dict | None = None) -> EvalResult:
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        spec_path, out_path, log_path = workdir / "spec.json", workdir / "result.json", workdir / "worker.log"
-        for stale in (out_path,):
-            stale.unlink(missing_ok=True)
-        write_json_atomic(spec_path, spec.to_dict())
-        env, removed = worker_env(harness_set=harness_env, threads=self.threads, offline=_is_local_model(spec.model))
-        # the worker imports this very harness, installed or not
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env["HARNESS_PARENT_PID"] = str(os.getpid())
-        env["HARNESS_LAUNCH_TIME"] = repr(time.time())
-        t0 = time.monotonic()
+    def close(self) -> None:
+        with self._server_lock:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+
+    def _server_for(self, spec: EvalSpec, env: dict, harness_env: dict, log_dir: Path) -> ForkServerClient | None:
+        if not self.fork_server or spec.backend.startswith(NO_FORK_PREFIXES):
+            return None
+        with self._server_lock:
+            if self._server is None:
+                base = {k: v for k, v in env.items() if k != "HARNESS_LAUNCH_TIME" and k not in harness_env}
+                from harness.forkserver import preload_list
+
+                self._server = ForkServerClient(self.python, base, log_dir / "forkserver.log",
+                                                preload_list(spec.backend))
+            elif import_time_env(self._server.env) != import_time_env(env) or self._server.dead:
+                return None  # environment changed since the server started: plain process
+            return self._server
+
+    def _run_forked(self, server: ForkServerClient, request: dict) -> tuple[int, float | None] | None:
+        """(returncode, timed_out) of a forked worker; None if the server could not run it."""
+        sub = server.submit(request)
+        if sub is None:
+            return None
+        rid, q = sub
+        try:
+            first = q.get(timeout=60)
+            if "pid" not in first:
+                return None
+            pid = first["pid"]
+            try:
+                msg = q.get(timeout=self.timeout)
+            except queue.Empty:
+                _kill_pid_group(pid, signal.SIGTERM)
+                try:
+                    msg = q.get(timeout=KILL_GRACE_S)
+                except queue.Empty:
+                    _kill_pid_group(pid, signal.SIGKILL)
+                    try:
+                        q.get(timeout=30)
+                    except queue.Empty:
+                        pass
+                return -int(signal.SIGKILL), self.timeout
+            if "returncode" not in msg:  # the server died under the child (which died with it)
+                return None
+            _kill_group(pid, signal.SIGKILL)  # stragglers the worker left in its group
+            return int(msg["returncode"]), None
+        except queue.Empty:
+            return None
+        finally:
+            server.forget(rid)
+
+    def _run_process(self, cmd: list[str], env: dict, log_path: Path) -> tuple[int, float | None]:
         timed_out = None
         with open(log_path, "wb") as logf:
-            proc = subprocess.Popen(worker_command(spec_path, out_path, self.python), stdout=logf,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
             try:
                 rc = proc.wait(timeout=self.timeout)
@@ -226,13 +382,40 @@ class LocalExecutor(Executor):
                 if proc.poll() is None:  # interrupted (KeyboardInterrupt): take the worker down too
                     _kill_group(proc.pid, signal.SIGKILL)
             _kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left in its group
+        return rc, timed_out
+
+    def run(self, spec: EvalSpec, workdir: Path, harness_env: dict | None = None) -> EvalResult:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        spec_path, out_path, log_path = workdir / "spec.json", workdir / "result.json", workdir / "worker.log"
+        out_path.unlink(missing_ok=True)
+        write_json_atomic(spec_path, spec.to_dict())
+        harness_env = dict(harness_env or {})
+        env, removed = worker_env(harness_set=harness_env, threads=self.threads, offline=_is_local_model(spec.model))
+        # the worker imports this very harness, installed or not
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["HARNESS_PARENT_PID"] = str(os.getpid())
+        t0 = time.monotonic()
+        env["HARNESS_LAUNCH_TIME"] = repr(time.time())
+        outcome, mode = None, "subprocess"
+        server = self._server_for(spec, env, harness_env, workdir.parent)
+        if server is not None:
+            outcome = self._run_forked(server, {"spec": str(spec_path), "out": str(out_path), "log": str(log_path),
+                                                "env": env})
+            mode = "fork-server"
+        if outcome is None:
+            mode = "subprocess"
+            t0 = time.monotonic()
+            env["HARNESS_LAUNCH_TIME"] = repr(time.time())
+            outcome = self._run_process(worker_command(spec_path, out_path, self.python), env, log_path)
+        rc, timed_out = outcome
         wall = time.monotonic() - t0
         result = read_worker_result(rc, out_path, log_path, timed_out=timed_out)
         inner = ((result.info or {}).get("timings") or {}).get("total_s")
         result.info = dict(result.info or {})
         result.info["env_scrubbed"] = removed
         result.info["executor"] = {
-            "name": self.name, "returncode": rc, "wall_s": round(wall, 3),
+            "name": self.name, "mode": mode, "returncode": rc, "wall_s": round(wall, 3),
             "worker_overhead_s": None if inner is None else round(wall - inner, 3),
             "worker_log": str(log_path), "threads": self.threads,
         }

@@ -120,6 +120,7 @@ class Runner:
             return [f.result() for f in futures]
 
     def close(self) -> None:
+        self.executor.close()
         self.progress.close()
         self.store.close()
 

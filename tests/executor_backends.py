@@ -65,7 +65,7 @@ class SegfaultBackend(ToyBackend):
 
 class _HangEngine(ToyEngine):
     def generate(self, prompts, sampling):
-        print("hanging now", flush=True)
+        print(f"hanging now pid={os.getpid()}", flush=True)
         while True:
             time.sleep(60)
 
@@ -97,6 +97,7 @@ EXTRA = ",".join([
     "hang=executor_backends:HangBackend",
     "exit3=executor_backends:ExitBackend",
     "badinput=executor_backends:BadInputBackend",
+    "broken=no_such_module_xyz:Backend",  # import fails inside the worker, outside run_evaluation's guard
 ])
 
 

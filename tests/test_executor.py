@@ -15,9 +15,38 @@ from harness.executor import InProcessExecutor, LocalExecutor, get_executor, rea
 from harness.paths import DEMO_MMLU
 
 
+@pytest.fixture(scope="module")
+def module_env():
+    with pytest.MonkeyPatch.context() as mp:
+        executor_backends.install(mp)
+        yield
+
+
 @pytest.fixture(autouse=True)
-def planted(monkeypatch):
+def planted(module_env, monkeypatch):
     executor_backends.install(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def forked(module_env):
+    """One fork server for the module (as one bisect run keeps one)."""
+    ex = LocalExecutor(timeout=60, fork_server=True)
+    yield ex
+    ex.close()
+
+
+@pytest.fixture(params=["subprocess", "fork-server"])
+def executor(request, forked):
+    """Both ways the local executor starts a fresh worker; crash handling must not differ."""
+    if request.param == "subprocess":
+        yield LocalExecutor(timeout=60, fork_server=False)
+    else:
+        yield forked
+        forked.timeout = 60
+
+
+def check_mode(result, executor):
+    assert result.info["executor"]["mode"] == ("fork-server" if executor.fork_server else "subprocess")
 
 
 def spec(backend="toy", **kw) -> EvalSpec:
@@ -44,7 +73,7 @@ def test_worker_runs_in_a_fresh_process_with_a_scrubbed_env(tmp_path, monkeypatc
     monkeypatch.setenv("AD_COMPILE_BACKEND", "torch-opt")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LLM_MODELS_ROOT", "/models-root")
-    ex = LocalExecutor(timeout=60)
+    ex = LocalExecutor(timeout=60, fork_server=False)
     res = ex.run(spec(), tmp_path / "w", {"AD_DUMP_GRAPHS_DIR": str(tmp_path / "dumps")})
     assert res.status == "ok" and res.metrics["n"] == 12 and len(res.records) == 12
     assert res.info["pid"] != os.getpid()
@@ -57,44 +86,54 @@ def test_worker_runs_in_a_fresh_process_with_a_scrubbed_env(tmp_path, monkeypatc
     assert res.info["executor"]["returncode"] == 0 and res.info["executor"]["worker_overhead_s"] is not None
 
 
-def test_segfault_is_unresolved_with_log_tail(tmp_path):
-    res = LocalExecutor(timeout=60).run(spec("segv"), tmp_path)
+def test_segfault_is_unresolved_with_log_tail(tmp_path, executor):
+    res = executor.run(spec("segv"), tmp_path)
+    check_mode(res, executor)
     assert res.status == "unresolved"
     assert "SIGSEGV" in res.error
     assert "about to segfault" in res.log_tail
     assert res.records == []
 
 
-def test_hang_is_killed_at_the_timeout(tmp_path, monkeypatch):
-    marker = tmp_path / "marker"
-    monkeypatch.setenv("HARNESS_TEST_MARKER", str(marker))
+def test_hang_is_killed_at_the_timeout(tmp_path, executor):
+    executor.timeout = 3
     t0 = time.monotonic()
-    res = LocalExecutor(timeout=3).run(spec("hang"), tmp_path / "w")
+    res = executor.run(spec("hang"), tmp_path / "w")
     assert time.monotonic() - t0 < 15
+    check_mode(res, executor)
     assert res.status == "unresolved" and res.error.startswith("timeout after 3 s")
     assert "hanging now" in res.log_tail
-    pid = int(marker.read_text().split()[0])
+    pid = int((tmp_path / "w" / "worker.log").read_text().split("pid=")[1].split()[0])
     with pytest.raises(ProcessLookupError):  # the whole process group is gone
         os.kill(pid, 0)
 
 
-def test_nonzero_exit_is_unresolved(tmp_path):
-    res = LocalExecutor(timeout=60).run(spec("exit3"), tmp_path)
+def test_nonzero_exit_is_unresolved(tmp_path, executor):
+    res = executor.run(spec("exit3"), tmp_path)
+    check_mode(res, executor)
     assert res.status == "unresolved" and res.error.startswith("worker exited with code 3")
     assert "engine exits with 3" in res.log_tail
 
 
-def test_exception_outside_run_evaluation_is_unresolved(tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_EXTRA_BACKENDS", executor_backends.EXTRA + ",broken=no_such_module_xyz:Backend")
-    res = LocalExecutor(timeout=60).run(spec("broken"), tmp_path)
+def test_exception_outside_run_evaluation_is_unresolved(tmp_path, executor):
+    res = executor.run(spec("broken"), tmp_path)
+    check_mode(res, executor)
     assert res.status == "unresolved"
     assert "exited with code 1" in res.error and "ModuleNotFoundError" in res.error
     assert "no_such_module_xyz" in res.log_tail
 
 
-def test_bad_input_in_the_worker_is_raised_not_unresolved(tmp_path):
+def test_bad_input_in_the_worker_is_raised_not_unresolved(tmp_path, executor):
     with pytest.raises(HarnessError, match="unknown transform 'fuse_nothing'"):
-        LocalExecutor(timeout=60).run(spec("badinput"), tmp_path)
+        executor.run(spec("badinput"), tmp_path)
+
+
+def test_fork_server_results_equal_plain_worker_results(tmp_path, forked):
+    plain = LocalExecutor(timeout=60, fork_server=False).run(spec(), tmp_path / "a")
+    fork = forked.run(spec(), tmp_path / "b")
+    check_mode(fork, forked)
+    assert fork.records == plain.records and fork.metrics == plain.metrics
+    assert fork.info["pid"] not in (os.getpid(), plain.info["pid"], forked._server.proc.pid)
 
 
 def test_exit_2_with_error_line_is_bad_input(tmp_path):
@@ -111,10 +150,6 @@ def test_inprocess_executor_turns_exceptions_into_unresolved(tmp_path, monkeypat
     assert ok.status == "ok" and ok.info["env_seen"]["AD_COMPILE_BACKEND"] is None
     assert ok.info["env_scrubbed"] == {"AD_COMPILE_BACKEND": "torch-opt"}
     assert os.environ["AD_COMPILE_BACKEND"] == "torch-opt"  # restored afterwards
-    from harness import backends
-
-    monkeypatch.setitem(backends.BACKENDS, "broken", "no_such_module_xyz:Backend")
-    monkeypatch.setenv("HARNESS_EXTRA_BACKENDS", "")
     bad = ex.run(spec("broken"), tmp_path)
     assert bad.status == "unresolved" and "ModuleNotFoundError" in bad.error
 

@@ -39,29 +39,36 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def run(args) -> int:
-    started = time.time()
-    _die_with_parent()
+def evaluate_spec_file(spec_path: str, out_path: str, started: float, mode: str = "subprocess") -> None:
+    """Read the spec, run it, write the result atomically. HarnessError: written as
+    ``{"harness_error": ...}`` and re-raised. Shared by this command and the fork server."""
     from harness.errors import HarnessError
     from harness.evaluate import EvalSpec, run_evaluation
     from harness.executor import register_extra_backends, write_json_atomic
 
     try:
         register_extra_backends()
-        with open(args.spec, encoding="utf-8") as f:
+        with open(spec_path, encoding="utf-8") as f:
             spec = EvalSpec.from_dict(json.load(f))
         result = run_evaluation(spec)
     except HarnessError as exc:
-        write_json_atomic(args.out, {"harness_error": str(exc)})
+        write_json_atomic(out_path, {"harness_error": str(exc)})
         raise
     launched = os.environ.get("HARNESS_LAUNCH_TIME")
     result.info = dict(result.info or {})
     result.info["worker"] = {
         "pid": os.getpid(),
         "python": sys.executable,
+        "mode": mode,
         "startup_s": round(started - float(launched), 3) if launched else None,
     }
-    write_json_atomic(args.out, result.to_dict())
+    write_json_atomic(out_path, result.to_dict())
+
+
+def run(args) -> int:
+    started = time.time()
+    _die_with_parent()
+    evaluate_spec_file(args.spec, args.out, started)
     # The result is on disk: skip interpreter teardown (torch/engine destructors can take a second
     # or hang on a broken engine); the executor only needs the exit status.
     sys.stdout.flush()
