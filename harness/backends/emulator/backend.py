@@ -1,0 +1,112 @@
+"""``ad-emulator`` backend: load a Llama on CPU, run the configured AD-style pipeline, generate.
+
+``open(model_dir, config, context)``: ``config`` is a user overlay on
+``configs/emulator/default.yaml`` (or an already resolved config -- resolving is idempotent);
+``context["plugins"]`` adds plugin files (``--plugin``). Bad configs raise ``HarnessError`` before
+anything is loaded; a transform that fails while applying raises ``TransformError`` (the
+evaluation becomes ``unresolved``). Generation is ``harness.backends.hf_generate.generate`` on the
+transformed model, exactly as the ``hf`` backend generates.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.backends.base import Backend, Completion, Engine, SamplingSpec
+from harness.errors import HarnessError
+from harness.paths import EMULATOR_DEFAULT_YAML
+
+EMULATOR_VERSION = "1"
+
+
+class EmulatorEngine(Engine):
+    def __init__(self, model_path, model, tokenizer, plan, records, load_s):
+        self.model_path = model_path
+        self.model = model
+        self.tokenizer = tokenizer
+        self.plan = plan
+        self.records = records
+        self.load_s = load_s
+
+    def generate(self, prompts: list[str], sampling: SamplingSpec) -> list[Completion]:
+        from harness.backends.hf_generate import generate
+
+        return generate(self.model, self.tokenizer, prompts, sampling, device="cpu")
+
+    def info(self) -> dict:
+        import torch
+        import transformers
+
+        return {
+            "backend": "ad-emulator",
+            "emulator_version": EMULATOR_VERSION,
+            "model": str(Path(self.model_path).resolve()),
+            "device": "cpu",
+            "dtype": "float32",
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(),
+            "default_yaml": str(EMULATOR_DEFAULT_YAML),
+            "compile_backend": self.plan.compile_backend,
+            "world_size": self.plan.world_size,
+            "attn_backend": self.plan.attn_backend,
+            "plugins": sorted(set(self.plan.plugins.sources.values())),
+            "transforms": self.records,
+            "pipeline_s": round(sum(r.get("time_s", 0.0) for r in self.records), 4),
+            "load_s": round(self.load_s, 4),
+        }
+
+    def close(self) -> None:
+        self.model = None
+        self.tokenizer = None
+
+
+def build_context(plan, model, tokenizer, model_dir) -> dict:
+    """What every transform (and plugin) receives as ``context``."""
+    from harness.backends.emulator.quant import read_quant_config
+
+    return {
+        "world_size": plan.world_size,
+        "compile_backend": plan.compile_backend,
+        "attn_backend": plan.attn_backend,
+        "config": model.config,
+        "model_dir": str(model_dir),
+        "quant_config": read_quant_config(model_dir),
+        "resolved_config": plan.resolved,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def load_transformed(model_dir: str, config: dict | None, plugins=()):
+    """(model, tokenizer, plan, records): the emulated, transformed model (also used by tests)."""
+    import time
+
+    from harness.backends.emulator.modules import emulate
+    from harness.backends.emulator.pipeline import build_plan, run_plan
+    from harness.backends.hf import check_model_dir, load_model_and_tokenizer
+
+    plan = build_plan(config or {}, plugins)
+    path = check_model_dir(model_dir)
+    t0 = time.perf_counter()
+    model, tok, _ = load_model_and_tokenizer(str(path), device="cpu")
+    try:
+        emulate(model)
+    except TypeError as exc:
+        raise HarnessError(f"model {str(model_dir)!r} is not a Llama-family checkpoint ({exc}); the ad-emulator "
+                           f"backend runs LlamaForCausalLM models. Use --backend hf for other architectures.") from None
+    records = run_plan(plan, model, build_context(plan, model, tok, path))
+    return model, tok, plan, records, time.perf_counter() - t0
+
+
+class EmulatorBackend(Backend):
+    name = "ad-emulator"
+    takes_ad_config = True
+
+    def default_yaml(self) -> str | None:
+        return str(EMULATOR_DEFAULT_YAML)
+
+    def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
+        plugins = list((context or {}).get("plugins") or [])
+        mdl, tok, plan, records, load_s = load_transformed(model, config, plugins)
+        return EmulatorEngine(model, mdl, tok, plan, records, load_s)
