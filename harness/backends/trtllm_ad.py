@@ -201,6 +201,8 @@ class AutoDeployEngine(Engine):
             "ad_yaml_extra": self.plan.yaml_extra_content,
             "requested": self.plan.requested,
             "engine_args": {k: v for k, v in eng.items() if k != "transforms"},
+            # what AD resolved, in the shape harness/bisect/effects.py compares with the requested config
+            "settings": {k: eng[k] for k in ("compile_backend", "attn_backend", "world_size") if k in eng},
             "engine_enabled_transforms": [n for n, c in (eng.get("transforms") or {}).items() if c.get("enabled")],
             "transforms": records,
             "transforms_summary": logs.summarize(records),

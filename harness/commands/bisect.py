@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="plain progress lines (CI logs)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (phases, knobs, worst-case evaluations) "
                    "and exit without evaluating")
+    p.add_argument("--dump-graphs", default=None, metavar="DIR", help="trtllm-ad: AD_DUMP_GRAPHS_DIR for every "
+                   "evaluation, a fresh subdirectory DIR/<key> each (AD deletes that directory first); the path is "
+                   "in each evaluation's info")
 
 
 def run_dir_name(inp) -> str:
@@ -104,7 +107,8 @@ def run(args) -> int:
     started = time.time()
     t0 = time.monotonic()
     with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,
-                max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor) as runner:
+                max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor,
+                dump_graphs_dir=getattr(args, "dump_graphs", None)) as runner:
         b = Bisector(inp, plan, runner, run_dir)
         state = b.run()
         stats = runner.stats

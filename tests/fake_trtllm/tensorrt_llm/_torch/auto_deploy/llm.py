@@ -1,5 +1,7 @@
 """Fake of auto_deploy/llm.py: LLM(_TorchLLM) forcing backend="_autodeploy", plus a fake
 InferenceOptimizer that logs one line per transform exactly in AD's format and plants the fault."""
+import os
+import shutil
 import time
 
 from ...llmapi.llm import _TorchLLM
@@ -29,6 +31,10 @@ def run_optimizer(args):
 
     fault = fault_spec()
     planted = None
+    dump_dir = os.environ.get("AD_DUMP_GRAPHS_DIR")
+    if dump_dir:  # like utils/graph_writer.py: the directory is deleted and recreated, one file per transform
+        shutil.rmtree(dump_dir, ignore_errors=True)
+        os.makedirs(dump_dir)
     items = list(args.transforms.items())
     for name, conf in items:
         if "stage" not in conf or conf["stage"] not in STAGES:
@@ -55,6 +61,9 @@ def run_optimizer(args):
                 planted = fault
         else:
             ad_logger.info(prefix, "enabled=False, skipped=True, is_clean=True, has_valid_shapes=False")
+        if dump_dir:
+            with open(os.path.join(dump_dir, f"{len(os.listdir(dump_dir)) + 1:03d}_{conf['stage']}_{name}.txt"), "w") as f:
+                f.write(f"# fake SSA dump after {name}\n%x = placeholder() : [1, 8] : torch.int64\n")
         ad_logger.info(prefix, f"elapsed time: total={time.time() - t0:.3f}s, pre_cleanup=0.000s, apply=0.000s, "
                                "post_cleanup=0.000s")
     return planted
