@@ -53,12 +53,12 @@ class Progress:
             from rich.progress import Progress as RichProgress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self._rich = RichProgress(
-                SpinnerColumn(), TextColumn("{task.description}"),
-                TextColumn("[bold]{task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(),
+                SpinnerColumn(), TextColumn("{task.description}"), TextColumn("[bold]{task.fields[count]}"),
+                TimeElapsedColumn(),
                 console=Console(file=self.stream), transient=False, redirect_stdout=False, redirect_stderr=False)
             self._rich.start()
             self._overall = self._rich.add_task(self.current_phase or "evaluations", total=max(self.planned, 1),
-                                                completed=self.done)
+                                                completed=self.done, count=self._count())
         return self._rich
 
     def _line(self, text: str) -> None:
@@ -68,10 +68,13 @@ class Progress:
         else:
             self._live().console.print(f"{prefix} {text}", markup=False, highlight=False)
 
+    def _count(self) -> str:
+        return f"{self.done}/{max(self.planned, self.done)} evaluations"
+
     def _refresh(self) -> None:
         if self._rich is not None:
             self._rich.update(self._overall, total=max(self.planned, self.done, 1), completed=self.done,
-                              description=self.current_phase or "evaluations")
+                              description=self.current_phase or "evaluations", count=self._count())
 
     # -- events -----------------------------------------------------------------------------
     def plan(self, n: int) -> None:
@@ -101,7 +104,7 @@ class Progress:
                 self._line(f"start  {label}")
                 self._rows[token] = None
             else:
-                self._rows[token] = self._live().add_task(f"  {label}", total=None)
+                self._rows[token] = self._live().add_task(f"  {label}", total=None, count="")
             self._refresh()
             return token
 

@@ -174,3 +174,22 @@ def test_quiet_progress_prints_one_line_per_event(tmp_path):
     assert len(done) == 2
     assert "1/2]" in done[0] and "reference ok score=" in done[0]
     assert "2/2]" in done[1] and "(cached)" in done[1]
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_live_progress_renders_phases_and_evaluations(tmp_path):
+    buf = _Tty()
+    progress = Progress(quiet=False, stream=buf)
+    assert progress.quiet is False
+    with Runner(cache_dir=tmp_path, progress=progress, executor="inprocess") as r:
+        r.phase("Phase 3: strip", planned=2)
+        r.evaluate(toy(label="minimal"))
+        with pytest.raises(HarnessError):
+            r.evaluate(toy(backend="badinput", label="bad"))
+    out = buf.getvalue()
+    assert "phase  Phase 3: strip" in out
+    assert "done   minimal ok score=" in out and "failed bad: unknown transform" in out
