@@ -54,19 +54,50 @@ class EvalResult:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+_SAMPLES_MEMO: dict = {}  # (sample-determining spec fields, data set file stamps) -> [Sample]
+
+
+def _dataset_stamp(dataset: str | None):
+    """(path, mtime, size) of every file under the data set, so an edited data set is re-read."""
+    from pathlib import Path
+
+    if not dataset:
+        return None
+    p = Path(dataset)
+    try:
+        files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+        return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError:
+        return None
+
+
 def build_samples(spec: EvalSpec):
-    """The task and its exact samples for this spec (prompt building only, no model)."""
+    """The task and its exact samples for this spec (prompt building only, no model).
+
+    Memoised per process on the fields that determine the samples (task, data set and its file
+    stamps, samples, seed, prompt options, sample ids, and the model when a chat template is
+    applied): bisect computes the cache key of every configuration from the same samples.
+    """
+    import json
+
     from harness.tasks import get_task
 
     task = get_task(spec.task)
     opts = PromptOptions(**spec.prompt_options)
     if opts.apply_chat_template and not opts.tokenizer:
         opts.tokenizer = spec.model
-    samples = task.samples(spec.dataset, spec.samples, spec.seed, opts)
-    if spec.sample_ids is not None:
-        by_id = {s.id: s for s in samples}
-        samples = [by_id[i] for i in spec.sample_ids if i in by_id]
-    return task, samples
+    memo_key = json.dumps([spec.task, spec.dataset, spec.samples, spec.seed, opts.to_dict(), spec.sample_ids,
+                           _dataset_stamp(spec.dataset)], sort_keys=True, default=str)
+    samples = _SAMPLES_MEMO.get(memo_key)
+    if samples is None:
+        samples = task.samples(spec.dataset, spec.samples, spec.seed, opts)
+        if spec.sample_ids is not None:
+            by_id = {s.id: s for s in samples}
+            samples = [by_id[i] for i in spec.sample_ids if i in by_id]
+        if len(_SAMPLES_MEMO) > 64:
+            _SAMPLES_MEMO.clear()
+        _SAMPLES_MEMO[memo_key] = samples
+    return task, list(samples)
 
 
 def sampling_for(task, spec: EvalSpec) -> SamplingSpec:

@@ -104,9 +104,9 @@ class Bisector:
         if prog is not None and hasattr(prog, "log"):
             prog.log(text)
 
-    def phase(self, name: str, planned: int = 0) -> None:
+    def phase(self, name: str) -> None:
         if hasattr(self.runner, "phase"):
-            self.runner.phase(name, planned)
+            self.runner.phase(name)
 
     def cand_spec(self, user_cfg: dict, label: str, model: str | None = None, samples: int | None = None) -> EvalSpec:
         return EvalSpec(backend=self.inp.backend, model=model or self.inp.model, task=self.inp.task,
@@ -116,7 +116,7 @@ class Bisector:
                         label=label)
 
     def judge(self, user_cfg: dict, phase: str, purpose: str, on=None, base: str = "minimal", model=None,
-              oracle: Oracle | None = None) -> Step:
+              oracle: Oracle | None = None, result=None) -> Step:
         target = resolve(self.cat, user_cfg)
         if base == "auto":  # the shorter description: vs minimal or vs full
             d_min, d_full = config_diff(self.minimal, target), config_diff(self.full, target)
@@ -124,7 +124,8 @@ class Bisector:
         else:
             diff = config_diff({"minimal": self.minimal, "full": self.full}.get(base, self.full), target)
         spec = self.cand_spec(user_cfg, f"{phase}: {purpose}", model=model)
-        step = (oracle or self.oracle).judge(spec, phase, purpose, on=on, diff_base=base, config_diff=diff)
+        step = (oracle or self.oracle).judge(spec, phase, purpose, on=on, diff_base=base, config_diff=diff,
+                                             result=result)
         step.config_hash = config_hash(target)
         self._check_effects(step, target)
         return step
@@ -153,12 +154,22 @@ class Bisector:
 
     # ---------------------------------------------------------------------------- phases
     def run(self) -> dict:
+        from harness.bisect.search import expected_probes
+
+        if hasattr(self.runner, "plan"):  # the done/planned counter: the expected run for one culprit
+            self.runner.plan(3 + self.inp.aa_repeats + (expected_probes(self.plan.strategy, len(self.plan.knobs))
+                                                        ["one_culprit"] if self.plan.knobs else 0))
         if not self.phase0():
             return self.finish()
         verdict = self.phase1()
         if verdict != "regressed":
             self.phase5()
             return self.finish()
+        # Phase 5 needs only the decisive comparison: compute it while the workers run the rest
+        import threading
+
+        p5 = threading.Thread(target=self.phase5, name="harness-phase5", daemon=True)
+        p5.start()
         minimal_verdict = self.phase3()
         if minimal_verdict == "regressed":
             self.outcome = "core_path"
@@ -174,12 +185,12 @@ class Bisector:
             self.phase4a()
         if self.plan.world_size > 1:
             self.phase4c()
-        self.phase5()
+        p5.join()
         return self.finish()
 
     # Phase 0 -----------------------------------------------------------------------------
     def phase0(self) -> bool:
-        self.phase("phase 0: validate the harness", 2 + self.inp.aa_repeats)
+        self.phase("phase 0: validate the harness")
         full_spec = self.cand_spec(self.user, "1: full candidate config")
         if self.runner.max_parallel > 1:  # reference and candidate together
             self.runner.evaluate_many([self.ref_spec, full_spec])
@@ -193,8 +204,9 @@ class Bisector:
                                 f"{ref.error}"))
             return self._end_phase0(checks, info)
         # the candidate's prompts and token ids (Phase 1's evaluation, reused there from the store)
-        cand, _ = self.oracle.run(full_spec)
+        cand, attempts = self.oracle.run(full_spec)
         self.results["candidate"] = cand
+        self._cand_run = (cand, attempts)
         if cand.status == "ok":
             checks.append(check_prompt_identity(ref.records, cand.records))
         else:
@@ -247,8 +259,9 @@ class Bisector:
 
     # Phases 1-2 --------------------------------------------------------------------------
     def phase1(self) -> str:
-        self.phase("phase 1-2: candidate vs reference", 1)
-        step = self.judge(self.user, "1", "full candidate config", base="full")
+        self.phase("phase 1-2: candidate vs reference")
+        step = self.judge(self.user, "1", "full candidate config", base="full",
+                          result=getattr(self, "_cand_run", None))
         self.decisive_step = step
         self.specs["candidate"] = self.cand_spec(self.user, "1: full candidate config", samples=step.escalated_to)
         res = self.oracle.result_of(step)
@@ -292,7 +305,7 @@ class Bisector:
 
     # Phase 3 -----------------------------------------------------------------------------
     def phase3(self) -> str:
-        self.phase("phase 3: strip to minimal", 1)
+        self.phase("phase 3: strip to minimal")
         step = self.judge(self.minimal_user, "3", "minimal config (every strippable knob off)", on=[], base="full")
         self.phases["3"] = {"step": step.index, "verdict": step.verdict, "score": step.score,
                             "stripped": [k.name for k in self.plan.togglable], "config": self.minimal_user,
@@ -317,7 +330,7 @@ class Bisector:
 
     def search(self) -> None:
         names = self.plan.knob_names
-        self.phase(f"search ({self.plan.strategy}, {len(names)} knobs)", 0)
+        self.phase(f"search ({self.plan.strategy}, {len(names)} knobs)")
         self._search_memo[self.plan.closure(())] = PASS
         self._search_memo[self.plan.closure(names)] = FAIL
         res = run_search(self.plan.strategy, names, self._search_oracle, batch_oracle=self._search_batch,
@@ -345,7 +358,7 @@ class Bisector:
             self.headline = "the search found no culprit although the full config regresses and minimal does not" + sus
             self.phases["6"] = {"ran": False}
             return
-        self.phase("phase 6: confirm both ways", 2)
+        self.phase("phase 6: confirm both ways")
         allc = [n for g in res.culprits for n in g]
         per_group = []
         if len(res.culprits) > 1:
@@ -378,7 +391,7 @@ class Bisector:
     def phase4a(self) -> None:
         from harness.quant import fake_quant_entries, fake_quant_overlay, render_fake_quant_yaml
 
-        self.phase("phase 4a: quantization", 1 + (2 if self.inp.unquantized_model else 0))
+        self.phase("phase 4a: quantization")
         out: dict = {"quant": self.inp.quant, "moe": self.inp.moe}
         entries, extra = fake_quant_entries(self.cat, self.user, self.inp.moe)
         text = render_fake_quant_yaml(self.cat, self.user, self.inp.moe, self.inp.config_path, self.inp.model)
@@ -413,7 +426,7 @@ class Bisector:
         ladder = [w for w in (1, 2) if w < ws] + [ws]
         ar = allreduce_transforms(self.full)
         nccl_applicable = any(v != "NCCL" for v in ar.values())
-        self.phase("phase 4c: world size", len(ladder) - 1 + int(nccl_applicable))
+        self.phase("phase 4c: world size")
         verdicts, steps = {}, {}
         for w in ladder:
             cfg = self.user if w == ws else deep_merge(self.user, {"world_size": w})
@@ -434,7 +447,6 @@ class Bisector:
         if ref is None or cand is None or ref.status != "ok" or cand.status != "ok":
             self.phases["5"] = {"ran": False, "note": "no paired records"}
             return
-        self.phase("phase 5: per-subject breakdown", 0)
         from harness.bisect.breakdown_table import per_subject
 
         out = {"ran": True, "comparison": "reference vs full candidate (Phase 1)",

@@ -81,6 +81,29 @@ def run_dir_name(inp) -> str:
     return f"bisect-{name}-{inp.task}-{sha(canonical_json(inp.identity()), 8)}"
 
 
+def warm_imports() -> None:
+    """Import the analysis stack (scipy, pandas, matplotlib, verdict, classify, breakdown) in a background
+    thread while the first evaluation runs in its worker process, so it is off the critical path."""
+    import threading
+
+    def work():
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+            import pandas  # noqa: F401
+            import scipy.stats  # noqa: F401
+
+            import harness.breakdown  # noqa: F401
+            import harness.classify  # noqa: F401
+            import harness.verdict  # noqa: F401
+        except Exception:  # noqa: BLE001 - only a head start; the real imports report errors
+            pass
+
+    threading.Thread(target=work, name="harness-warm-imports", daemon=True).start()
+
+
 def run(args) -> int:
     import sys
     import time
@@ -104,6 +127,8 @@ def run(args) -> int:
     from harness.runner import Runner
 
     run_dir = inp.out_root / run_dir_name(inp)
+    if inp.executor != "inprocess":
+        warm_imports()
     started = time.time()
     t0 = time.monotonic()
     with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,

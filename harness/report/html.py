@@ -42,34 +42,69 @@ def subject_plot(rows: list[dict], labels: tuple[str, str]) -> str | None:
     return _png(fig)
 
 
-def trail_plot(trail: list[dict], ref_score) -> str | None:
+def trail_svg(trail: list[dict], ref_score) -> str | None:
+    """The bisection trail as an inline SVG chart: one point per evaluation (score), coloured by its
+    paired verdict, squares for reference-backend runs, the reference score dashed, phases marked."""
     pts = [t for t in trail if t.get("score") is not None]
     if not pts:
         return None
-    import matplotlib
+    W, H, L, R, T, B = max(520, 34 * len(trail) + 90), 260, 48, 16, 22, 40
+    n = max(t["index"] for t in trail)
+    lo = min([t["score"] for t in pts] + ([ref_score] if ref_score is not None else []))
+    hi = max([t["score"] for t in pts] + ([ref_score] if ref_score is not None else []))
+    lo, hi = max(0.0, lo - 5), min(100.0, hi + 5) if hi <= 100 else hi + 5
+    if hi - lo < 1:
+        hi = lo + 1
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def x(i):
+        return L + (W - L - R) * ((i - 0.5) / max(n, 1))
 
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(trail) + 2), 3.4))
-    for t in pts:
-        ax.scatter(t["index"], t["score"], color=COLORS.get(t.get("verdict"), "#34495e"), s=46,
-                   marker="s" if t.get("diff_base") == "reference" else "o", zorder=3)
-    ax.plot([t["index"] for t in pts], [t["score"] for t in pts], color="#ccc", lw=0.8, zorder=1)
-    if ref_score is not None:
-        ax.axhline(ref_score, color="#7f8c8d", ls="--", lw=1, label=f"reference {ref_score:.1f}")
+    def y(v):
+        return T + (H - T - B) * (1 - (v - lo) / (hi - lo))
+
+    e = html.escape
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{H}' font-family='sans-serif' "
+           f"font-size='10' role='img' aria-label='bisection trail'>",
+           f"<rect x='{L}' y='{T}' width='{W - L - R}' height='{H - T - B}' fill='#fafafa' stroke='#ddd'/>"]
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        out.append(f"<text x='{L - 6}' y='{y(v) + 3:.1f}' text-anchor='end' fill='#555'>{v:.0f}</text>")
+        out.append(f"<line x1='{L}' x2='{W - R}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#eee'/>")
     last = None
     for t in trail:
         if t["phase"] != last:
-            ax.axvline(t["index"] - 0.5, color="#eee", lw=0.8, zorder=0)
-            ax.text(t["index"] - 0.45, ax.get_ylim()[1], t["phase"], fontsize=7, va="top", color="#555")
+            xx = x(t["index"]) - (W - L - R) / max(n, 1) / 2
+            out.append(f"<line x1='{xx:.1f}' x2='{xx:.1f}' y1='{T}' y2='{H - B}' stroke='#ccc' stroke-dasharray='2,2'/>")
+            out.append(f"<text x='{xx + 2:.1f}' y='{T - 6}' fill='#555'>{e(str(t['phase']))}</text>")
             last = t["phase"]
-    ax.set_xlabel("evaluation (trail step)")
-    ax.set_ylabel("score")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in COLORS.items() if v]
-    ax.legend(handles=handles + ([ax.get_lines()[-1]] if ref_score is not None else []), fontsize=7, loc="lower left")
-    ax.set_title("Bisection trail: score of every evaluation, coloured by paired verdict", fontsize=10)
-    return _png(fig)
+    if ref_score is not None:
+        out.append(f"<line x1='{L}' x2='{W - R}' y1='{y(ref_score):.1f}' y2='{y(ref_score):.1f}' stroke='#7f8c8d' "
+                   f"stroke-dasharray='6,3'/><text x='{W - R - 4}' y='{y(ref_score) - 4:.1f}' text-anchor='end' "
+                   f"fill='#7f8c8d'>reference {ref_score:.1f}</text>")
+    path = " ".join(f"{x(t['index']):.1f},{y(t['score']):.1f}" for t in pts)
+    out.append(f"<polyline points='{path}' fill='none' stroke='#ccc'/>")
+    for t in pts:
+        c = COLORS.get(t.get("verdict"), COLORS[None])
+        tip = e(f"#{t['index']} {t['phase']}: {t['purpose']} -> {t.get('verdict') or 'reference'} ({t['score']:.1f})")
+        if t.get("diff_base") == "reference":
+            out.append(f"<rect x='{x(t['index']) - 5:.1f}' y='{y(t['score']) - 5:.1f}' width='10' height='10' "
+                       f"fill='{c}'><title>{tip}</title></rect>")
+        else:
+            out.append(f"<circle cx='{x(t['index']):.1f}' cy='{y(t['score']):.1f}' r='5.5' fill='{c}'>"
+                       f"<title>{tip}</title></circle>")
+    for t in trail:
+        out.append(f"<text x='{x(t['index']):.1f}' y='{H - B + 14}' text-anchor='middle' fill='#555'>{t['index']}</text>")
+    out.append(f"<text x='{(L + W - R) / 2:.0f}' y='{H - 8}' text-anchor='middle' fill='#333'>evaluation (trail step); "
+               "colour = paired verdict vs the reference</text>")
+    lx = L + 4
+    for v in ("regressed", "same", "improved", "inconclusive", "unresolved"):
+        out.append(f"<circle cx='{lx + 4}' cy='{T + 10}' r='4' fill='{COLORS[v]}'/><text x='{lx + 11}' y='{T + 13}' "
+                   f"fill='#333'>{v}</text>")
+        lx += 12 + 6.5 * len(v)
+    out.append(f"<text x='14' y='{(T + H - B) / 2:.0f}' transform='rotate(-90 14 {(T + H - B) / 2:.0f})' "
+               "text-anchor='middle' fill='#333'>score</text>")
+    out.append("</svg>")
+    return "".join(out)
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -82,13 +117,27 @@ vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.85em;background:#f7
 .v-unresolved{color:#7f8c8d}img{max-width:100%}"""
 
 
-def render_html(s: dict, markdown_text: str) -> str:
+def _embed_png(path) -> str | None:
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii")
+
+
+def render_html(s: dict, markdown_text: str, run_dir=None) -> str:
     e = html.escape
     inp = s["inputs"]
     ph = s["phases"]
     rows = (ph.get("5") or {}).get("per_subject") or []
-    subj = subject_plot(rows, (inp["backend_ref"], inp["backend"]))
-    trail = trail_plot(s["trail"], (s.get("scores") or {}).get("reference"))
+    subj = None
+    png = (s.get("files") or {}).get("breakdown:breakdown.png")
+    if png and run_dir is not None:
+        subj = _embed_png(f"{run_dir}/{png}")  # Phase 5's own plot, embedded
+    if subj is None:
+        subj = subject_plot(rows, (inp["backend_ref"], inp["backend"]))
+    trail = trail_svg(s["trail"], (s.get("scores") or {}).get("reference"))
     verdict_class = "same" if s["verdict"] == "same" else s["outcome"]
     H = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
          f"<title>bisect: {e(str(inp['model']))} {e(inp['task'])}</title><style>{CSS}</style></head><body>",
@@ -100,7 +149,7 @@ def render_html(s: dict, markdown_text: str) -> str:
             f" - {'confirmed both ways' if c.get('confirmed') else 'not confirmed'}</li>" for c in s["culprits"]) + "</ul>")
     H.append("<h2>Next steps</h2><ol>" + "".join(f"<li>{e(x)}</li>" for x in s.get("next_steps") or []) + "</ol>")
     if trail:
-        H.append(f"<h2>Bisection trail</h2><img alt='bisection trail' src='{trail}'>")
+        H.append(f"<h2>Bisection trail</h2>{trail}")
     if subj:
         H.append(f"<h2>Per-subject accuracy</h2><img alt='per-subject accuracy' src='{subj}'>")
     H.append("<h2>Trail</h2><table><tr><th>#</th><th>phase</th><th>step</th><th>verdict</th><th>score</th>"
