@@ -1,0 +1,197 @@
+"""`python -m harness check ...`: one evaluation against a reference or a threshold, for `git bisect run`.
+
+    git bisect start <bad-engine-commit> <good-engine-commit>
+    git bisect run sh -c 'pip install -e . -q && cd /path/to/harness && python -m harness check \
+        --backend trtllm-ad --model meta-llama/Llama-3.1-8B-Instruct --config my_ad.yaml --task mmlu \
+        --samples 1000 --references $TRTLLM/tests/integration/defs/accuracy/references'
+
+Exit status (git bisect run's protocol):
+  0    good: the score passes TensorRT-LLM's hypothesis test against the reference
+       (score >= ref + z(alpha) * sqrt(2 sigma^2 / n)), or reaches --threshold;
+  1    bad: it does not;
+  125  untestable at this commit: the evaluation crashed, hung (--timeout), ran out of memory, or the
+       engine rejected the config (e.g. a transform this engine version does not have); git bisect
+       skips the commit. The log tail is triaged (configs/triage_patterns.yaml);
+  128  the check command itself is wrong (bad arguments, unregistered reference spec, missing
+       file): git bisect run aborts instead of marking every commit bad.
+The evaluation cache is NOT read by default (the cache key holds the engine's version string,
+which does not change between the commits being bisected); pass --cache to reuse results.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_GOOD, EXIT_BAD, EXIT_SKIP, EXIT_ABORT = 0, 1, 125, 128
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.slurm import add_executor_arguments
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("exit status: 0 good, 1 bad, 125 untestable (crash, timeout, out of memory: git bisect skips), "
+                "128 bad arguments (git bisect run aborts)")
+
+    def _exit(status=0, message=None):  # argparse usage errors: 128 so `git bisect run` aborts
+        if message:
+            sys.stderr.write(message)
+        raise SystemExit(EXIT_ABORT if status else 0)
+
+    p.exit = _exit
+    p.add_argument("--backend", required=True, help="backend to evaluate (hf, ad-emulator, trtllm-ad, trtllm-pt)")
+    p.add_argument("--model", required=True, help="model path or hub id")
+    p.add_argument("--config", default=None, help="AD YAML overlay (backends that take AD configs)")
+    p.add_argument("--task", default="mmlu", help="task (default mmlu)")
+    p.add_argument("--samples", type=int, default=None, help="samples (default: the reference entry's num_samples, "
+                                                              "else the task's TRT-LLM NUM_SAMPLES)")
+    p.add_argument("--dataset", default=None, help="data set directory (default: $LLM_MODELS_ROOT/... or the demo)")
+    p.add_argument("--seed", type=int, default=0, help="evaluator random seed (default 0)")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE", help="plugin transform file (ad-emulator)")
+    ref = p.add_argument_group("what to check against (one of)")
+    ref.add_argument("--reference-score", type=float, default=None, metavar="X",
+                     help="reference accuracy (points); pass/fail by TensorRT-LLM's threshold at n samples")
+    ref.add_argument("--references", default=None, metavar="DIR|YAML",
+                     help="TensorRT-LLM reference YAML directory (one <task>.yaml) or file")
+    ref.add_argument("--threshold", type=float, default=None, metavar="X",
+                     help="absolute pass mark (points): good when score >= X")
+    p.add_argument("--model-id", default=None, help="model id in the reference YAML (default: --model)")
+    p.add_argument("--spec", action="append", default=[], metavar="KEY=VALUE",
+                   help="reference spec key (dtype, quant_algo, kv_cache_quant_algo, spec_dec_algo, extra_acc_spec); "
+                        "repeatable")
+    p.add_argument("--sigma", type=float, default=None, help="override the reference entry's sigma")
+    p.add_argument("--alpha", type=float, default=None, help="override the reference entry's alpha")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before the evaluation is unresolved (125)")
+    p.add_argument("--cache-dir", default=".harness", help="evaluation store (default .harness)")
+    p.add_argument("--cache", action="store_true", help="reuse cached evaluations (off by default, see above)")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    add_executor_arguments(p)
+
+
+def _parse_spec(items: list[str]) -> dict:
+    from harness.errors import HarnessError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--spec {item!r} must look like KEY=VALUE, e.g. --spec quant_algo=FP8")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _prepare(args):
+    """Everything that does not depend on the engine commit; errors here abort git bisect (128)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from harness.config.io import load_yaml
+    from harness.errors import HarnessError
+    from harness.evaluate import EvalSpec
+    from harness.paths import default_dataset
+    from harness.regress.references import find_reference, lookup, normalize_spec
+
+    given = [x is not None for x in (args.reference_score, args.references, args.threshold)]
+    if sum(given) != 1:
+        raise HarnessError("pass exactly one of --reference-score X, --references DIR or --threshold X")
+    spec_keys = normalize_spec(_parse_spec(args.spec))
+    ref = None
+    if args.reference_score is not None:
+        ref = lookup({"_": [{"accuracy": args.reference_score}]}, "_", args.task, {}, source="--reference-score",
+                     no_reference=False)
+        ref = replace(ref, model=args.model_id or args.model)
+    elif args.references is not None:
+        ref = find_reference(args.references, args.model_id or args.model, args.task, spec_keys)
+    if ref is not None:
+        if args.sigma is not None:
+            ref = replace(ref, sigma=args.sigma)
+        if args.alpha is not None:
+            ref = replace(ref, alpha=args.alpha)
+    samples = args.samples if args.samples is not None else (ref.num_samples if ref else None)
+    overlay = load_yaml(args.config) if args.config else {}
+    dataset = args.dataset or default_dataset(args.task)
+    if args.dataset and not Path(args.dataset).exists():
+        raise HarnessError(f"--dataset {args.dataset!r} does not exist; pass the data set directory")
+    for p in args.plugin:
+        if not Path(p).is_file():
+            raise HarnessError(f"--plugin {p!r} does not exist; pass a plugin .py file")
+    spec = EvalSpec(backend=args.backend, model=args.model, task=args.task, config=overlay, dataset=dataset,
+                    samples=samples, seed=args.seed, plugins=[str(Path(p).resolve()) for p in args.plugin],
+                    label=f"check {args.backend} {Path(str(args.model)).name} {args.task}")
+    return spec, ref, samples
+
+
+def run(args) -> int:
+    import json
+
+    from harness.errors import HarnessError
+
+    try:
+        spec, ref, samples = _prepare(args)
+        from harness.backends import get_backend
+
+        get_backend(spec.backend)  # unknown backend: the command is wrong at every commit
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ABORT
+    outcome = evaluate_and_judge(args, spec, ref, samples)
+    if args.json:
+        print(json.dumps(outcome, default=str))
+    else:
+        print("\n".join(outcome["lines"]))
+    return outcome["exit_code"]
+
+
+def evaluate_and_judge(args, spec, ref, samples) -> dict:
+    from pathlib import Path
+
+    from harness.errors import HarnessError
+    from harness.regress.runner import gate
+    from harness.runner import Runner
+    from harness.slurm import executor_options
+    from harness.triage import load_patterns, triage_text
+
+    ex_name, ex_opts, _ = executor_options(args)
+    out = {"backend": spec.backend, "model": spec.model, "task": spec.task, "samples": samples,
+           "reference": ref.to_dict() if ref else None}
+    try:
+        with Runner(cache_dir=args.cache_dir, use_cache=args.cache, timeout=args.timeout, max_parallel=1, quiet=True,
+                    executor=ex_name, executor_options=ex_opts, workdir=Path(args.cache_dir) / "work") as runner:
+            # the resolved config is part of the engine at this commit: resolve inside the guarded block
+            from harness.regress.runner import _resolved
+
+            spec.config = _resolved(spec.backend, spec.config)
+            result = runner.evaluate(spec)
+    except HarnessError as exc:  # the engine at this commit rejects the input (worker exit 2)
+        out.update(status="untestable", exit_code=EXIT_SKIP, error=str(exc),
+                   lines=[f"UNTESTABLE (exit 125): the engine rejected the input at this commit: {exc}"])
+        return out
+    if result.status != "ok":
+        t = triage_text("\n".join(x for x in (result.error, result.log_tail) if x), load_patterns(), name="check")
+        lines = [f"UNTESTABLE (exit 125): evaluation unresolved: {result.error}"]
+        lines += ["  " + line for line in t.lines()[1:]]
+        out.update(status="untestable", exit_code=EXIT_SKIP, error=result.error, triage=t.to_dict(), lines=lines)
+        return out
+    score = (result.metrics or {}).get("score")
+    n = (result.metrics or {}).get("n", len(result.records))
+    out.update(score=score, n=n)
+    if ref is not None:
+        n_gate = samples or n  # TRT-LLM: HypothesisTestingParams(num_samples) is the requested count
+        threshold, theta = gate(score, ref, n_gate)
+        good = score >= threshold if ref.higher_is_better else score <= threshold
+        out.update(threshold=threshold, theta=theta)
+        lines = ["=" * 59, f"= {ref.metric_name.upper()} HYPOTHESIS TESTING (TensorRT-LLM accuracy_core)", "=" * 59,
+                 f"Alpha (Type I:  False Positive): {ref.alpha:.3f}", f"Beta  (Type II: False Negative): {ref.beta:.3f}",
+                 f"Sigma (Standard deviation): {ref.sigma:.3f}", f"#Samples: {n_gate}",
+                 f"Higher is better: {ref.higher_is_better}", f"Theta (Minimum detectable effect): {theta:.3f}",
+                 f"Reference {ref.metric_name}: {ref.accuracy:.3f}  ({ref.source})", f"Threshold: {threshold:.3f}",
+                 f"Evaluated {ref.metric_name}: {score:.3f}  (n={n})", "=" * 59]
+    else:
+        threshold = args.threshold
+        good = score >= threshold
+        out.update(threshold=threshold)
+        lines = [f"score {score:.3f} (n={n}), threshold {threshold:.3f}"]
+    lines.append(f"{'GOOD (exit 0)' if good else 'BAD (exit 1)'}: score {score:.2f} "
+                 f"{'>=' if good else '<'} threshold {threshold:.2f}")
+    out.update(status="good" if good else "bad", exit_code=EXIT_GOOD if good else EXIT_BAD, lines=lines,
+               cached=(result.info or {}).get("cached"))
+    return out
