@@ -9,12 +9,17 @@ Parts (``key_parts``, kept so `cache ls` / the report can show why two keys diff
 - task name, prompt options, and per sample (id, prompt hash, reference) from the exact prompts
   ``build_samples`` produces (so a changed data set or prompt format changes the key);
 - the fully resolved sampling parameters (``sampling_for``).
-The label is not part of the key. ``KEY_SCHEMA`` is bumped when the harness changes what a
-stored result means (scoring, record fields), which invalidates older rows.
+- the harness code that turns a spec into records (``code_hash``: evaluate.py, records.py and
+  every .py under backends/, tasks/ and config/), so a fix to generation, prompts or scoring never
+  serves a stale result. An installed harness never changes, so this costs nothing to users; while
+  developing, editing those files invalidates the cache.
+The label is not part of the key. ``KEY_SCHEMA`` is bumped when the meaning of a stored row
+changes in a way the code hash cannot see.
 """
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 from harness.evaluate import EvalSpec, build_samples, sampling_for
@@ -29,6 +34,24 @@ def _file_hash(path: str) -> str:
     if not p.is_file():
         return f"missing:{path}"
     return hashlib.sha256(p.read_bytes()).hexdigest()[:32]
+
+
+CODE_PATHS = ("evaluate.py", "records.py", "backends", "tasks", "config")
+
+
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """sha256 over the harness sources that produce records (see module docstring)."""
+    from harness.paths import PACKAGE_DIR
+
+    h = hashlib.sha256()
+    for rel in CODE_PATHS:
+        p = PACKAGE_DIR / rel
+        files = [p] if p.is_file() else sorted(p.rglob("*.py"))
+        for f in files:
+            h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:32]
 
 
 def plugin_paths(spec: EvalSpec) -> list[str]:
@@ -63,6 +86,7 @@ def key_parts(spec: EvalSpec) -> dict:
     return {
         "schema": KEY_SCHEMA,
         "harness": __version__,
+        "code": code_hash(),
         "backend": spec.backend,
         "engine": backend.version_key(),
         "model": fingerprint(spec.model),

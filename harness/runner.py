@@ -34,6 +34,20 @@ STAT_KEYS = ("hits", "misses", "evaluations_run", "unresolved", "backend_seconds
              "worker_overhead_seconds")
 
 
+def refuse_torchrun(env=None) -> None:
+    """The harness launches its own workers; under torchrun every rank would run the whole bisect
+    and AD (which spawns its own MPI workers for world_size > 1) deadlocks (method document)."""
+    import os
+
+    env = os.environ if env is None else env
+    if env.get("TORCHELASTIC_RUN_ID") or env.get("LOCAL_RANK"):
+        from harness.errors import HarnessError
+
+        raise HarnessError("the harness is running under torchrun (TORCHELASTIC_RUN_ID/LOCAL_RANK set); run "
+                           "`python -m harness ...` directly: it starts one worker per evaluation and AD spawns "
+                           "its own processes for world_size > 1.")
+
+
 def spec_label(spec: EvalSpec) -> str:
     return spec.label or f"{spec.backend} {Path(spec.model).name} {spec.task}"
 
@@ -43,6 +57,7 @@ class Runner:
                  max_parallel: int = 1, quiet: bool = False, executor: str = "local", workdir: str | Path | None = None,
                  *, progress: Progress | None = None, dump_graphs_dir: str | Path | None = None,
                  executor_options: dict | None = None):
+        refuse_torchrun()
         self.cache_dir = Path(cache_dir)
         self.store = Store(self.cache_dir)
         self.use_cache = use_cache

@@ -193,3 +193,11 @@ def test_live_progress_renders_phases_and_evaluations(tmp_path):
     out = buf.getvalue()
     assert "phase  Phase 3: strip" in out
     assert "done   minimal ok score=" in out and "failed bad: unknown transform" in out
+
+
+def test_refuses_to_run_under_torchrun():
+    from harness.runner import refuse_torchrun
+
+    with pytest.raises(HarnessError, match="torchrun"):
+        refuse_torchrun({"TORCHELASTIC_RUN_ID": "abc", "LOCAL_RANK": "0"})
+    refuse_torchrun({"LLM_MODELS_ROOT": "/m"})
