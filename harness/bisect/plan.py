@@ -169,7 +169,7 @@ def build_plan(catalogue: Catalogue, user: dict, strategy: str = "adaptive", abl
     """The plan for bisecting the full config ``user`` (an overlay on ``catalogue``'s default.yaml)."""
     all_knobs = knobs_of(catalogue, user)
     if ablation is not None:
-        searched, stripped, kept = apply_ablation(ablation, all_knobs)
+        searched, stripped, kept = apply_ablation(ablation, all_knobs, catalogue, resolve(catalogue, user))
     else:
         searched, stripped, kept = list(all_knobs), [], []
     names = [k.name for k in searched]
