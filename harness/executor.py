@@ -336,7 +336,7 @@ class LocalExecutor(Executor):
             return None
         rid, q = sub
         try:
-            first = q.get(timeout=60)
+            first = q.get(timeout=300)
             if "pid" not in first:
                 return None
             pid = first["pid"]

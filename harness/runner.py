@@ -56,8 +56,10 @@ class Runner:
     def __init__(self, cache_dir: str | Path = ".harness", use_cache: bool = True, timeout: float | None = 1800,
                  max_parallel: int = 1, quiet: bool = False, executor: str = "local", workdir: str | Path | None = None,
                  *, progress: Progress | None = None, dump_graphs_dir: str | Path | None = None,
-                 executor_options: dict | None = None):
+                 executor_options: dict | None = None, in_process: bool = False):
         refuse_torchrun()
+        if in_process:  # the brief's original spelling of executor="inprocess"
+            executor = "inprocess"
         self.cache_dir = Path(cache_dir)
         self.store = Store(self.cache_dir)
         self.use_cache = use_cache

@@ -157,3 +157,24 @@ def test_inprocess_executor_turns_exceptions_into_unresolved(tmp_path, monkeypat
 def test_unknown_executor_lists_the_valid_ones():
     with pytest.raises(HarnessError, match="valid: local, inprocess"):
         get_executor("slurmx")
+
+
+def test_python_m_harness_worker_is_the_same_entry_point(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from harness.executor import write_json_atomic
+
+    write_json_atomic(tmp_path / "spec.json", spec().to_dict())
+    proc = subprocess.run([sys.executable, "-m", "harness", "worker", "--spec", str(tmp_path / "spec.json"),
+                           "--out", str(tmp_path / "result.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "ok" and len(result["records"]) == 12
+    write_json_atomic(tmp_path / "bad.json", spec("badinput").to_dict())
+    proc = subprocess.run([sys.executable, "-m", "harness", "worker", "--spec", str(tmp_path / "bad.json"),
+                           "--out", str(tmp_path / "bad-result.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown transform 'fuse_nothing'")
+    assert "Traceback" not in proc.stderr
