@@ -38,8 +38,9 @@ def failure_message(r: JobResult) -> str:
                      f"sigma={ref.get('sigma')}, alpha={ref.get('alpha')}, theta={_fmt(r.theta)})")
     if r.paired:
         p = r.paired
+        pv = "n/a" if p.get("p_value") is None else f"{p['p_value']:.2g}"
         parts.append(f"paired vs {p.get('backend')}: {p.get('verdict')} (ref {_fmt(p.get('score'))}, "
-                     f"delta {_fmt(p.get('delta'))}, p={_fmt(p.get('p_value'), 4)})")
+                     f"delta {_fmt(p.get('delta'))}, p={pv})")
     head = "; ".join(parts)
     why = "; ".join(r.messages)
     return f"{why} | {head}" if why and head else (why or head)
@@ -47,7 +48,8 @@ def failure_message(r: JobResult) -> str:
 
 def job_lines(r: JobResult) -> list[str]:
     j = r.job
-    lines = [f"job: {r.name}", f"backend: {j['backend']}  config: {j.get('config_path') or '(defaults)'}",
+    conf = j.get("config_path") or ("inline (config.yaml in the job directory)" if j.get("config") else "(defaults)")
+    lines = [f"job: {r.name}", f"backend: {j['backend']}  config: {conf}",
              f"status: {r.status}", f"message: {failure_message(r)}"]
     if r.config_hash:
         lines.append(f"config hash: {r.config_hash}")

@@ -1,0 +1,86 @@
+"""`python -m harness regress --suite configs/nightly.yaml`: the nightly accuracy regression suite.
+
+Exit status: 0 every job passed; 1 at least one regression (TensorRT-LLM threshold test failed or
+the paired verdict is `regressed`); 3 no regression but at least one job unresolved (crash,
+timeout, out of memory); 2 bad input (suite, references, configs).
+"""
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_HISTORY = "reports/regress/history.db"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.slurm import add_executor_arguments
+
+    p.add_argument("--suite", required=True, help="suite YAML (models x tasks x configs x samples), "
+                                                  "e.g. configs/nightly.yaml")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default reports/regress/<suite>-<UTC time>)")
+    p.add_argument("--history", default=DEFAULT_HISTORY, metavar="DB",
+                   help=f"SQLite history database to append one row per job to (default {DEFAULT_HISTORY})")
+    p.add_argument("--no-history", action="store_true", help="do not write the history database")
+    p.add_argument("--bisect-on-fail", action="store_true",
+                   help="run `bisect` for every failing AD job and link its report in the summary and JUnit")
+    p.add_argument("--bisect-timeout", type=float, default=None, metavar="S", help="time limit per bisect run")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only jobs whose name matches (fnmatch or substring); repeatable")
+    p.add_argument("--dry-run", action="store_true", help="list jobs and their references, run nothing")
+    p.add_argument("--cache-dir", default=".harness", help="evaluation cache (default .harness)")
+    p.add_argument("--no-cache", action="store_true", help="re-run every evaluation (results are still stored)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="wall-clock limit per evaluation (default: suite defaults.timeout or 1800)")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="evaluations at once (default: suite defaults.max_parallel or 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_executor_arguments(p)
+
+
+def run(args) -> int:
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from harness.regress.runner import check_references, job_reference, run_suite
+    from harness.regress.suite import load_suite
+    from harness.slurm import executor_options
+
+    suite = load_suite(args.suite).select(args.only)
+    check_references(suite)  # "Not registered specs" before anything runs
+    if args.dry_run:
+        for j in suite.jobs:
+            ref = job_reference(j)
+            src = f"ref {ref.accuracy:.2f} ({ref.source}, entry {ref.entry_index})" if ref else "no reference"
+            paired = f", paired with {j.paired_backend}" if j.paired_backend else ""
+            print(f"{j.name}: {j.backend} {j.config_path or ('inline config' if j.config else 'default config')}; {src}{paired}")
+        return 0
+    out = Path(args.out) if args.out else Path("reports/regress") / (
+        f"{suite.name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
+    timeout = args.timeout if args.timeout is not None else (suite.timeout or 1800)
+    max_parallel = args.max_parallel if args.max_parallel is not None else (suite.max_parallel or 1)
+    ex_name, ex_opts, ex_argv = executor_options(args)
+
+    from harness.runner import Runner
+
+    with Runner(cache_dir=args.cache_dir, use_cache=not args.no_cache, timeout=timeout, max_parallel=max_parallel,
+                quiet=args.quiet, executor=ex_name, executor_options=ex_opts,
+                workdir=Path(args.cache_dir) / "work") as runner:
+        outcome = run_suite(suite, out, runner, history_db=None if args.no_history else args.history,
+                            bisect_on_fail=args.bisect_on_fail, executor_argv=ex_argv,
+                            bisect_timeout=args.bisect_timeout, log=(lambda *a, **k: None) if args.quiet else print)
+
+    for r in outcome.results:
+        score = "-" if r.score is None else f"{r.score:.2f}"
+        thr = "-" if r.threshold is None else f"{r.threshold:.2f}"
+        paired = (r.paired or {}).get("verdict") or "-"
+        line = f"{r.status.upper():<7} {r.name}  score {score}  threshold {thr}  paired {paired}"
+        if r.messages and r.status != "passed":
+            line += f"  ({'; '.join(r.messages)})"
+        if r.bisect_report:
+            line += f"  bisect report: {r.bisect_report}"
+        print(line)
+    c = outcome.counts()
+    print(f"{c['passed']} passed, {c['failed']} failed, {c['error']} unresolved; "
+          f"junit {outcome.files['junit']}; summary {outcome.files['summary_md']}"
+          + (f"; history {outcome.files['history']}" if outcome.files.get("history") else ""))
+    return outcome.exit_code
