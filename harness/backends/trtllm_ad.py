@@ -192,6 +192,9 @@ class AutoDeployEngine(Engine):
             "engine": "tensorrt_llm",
             "backend": "trtllm-ad",
             "engine_version": self.install.version,
+            "tensorrt_llm": self.install.version,
+            "versions": common.versions(self.install.version),
+            "default_yaml": self.install.default_yaml,
             "install": self.install.to_dict(),
             **common.device_info(),
             "model_path": self.model_path,
@@ -203,6 +206,7 @@ class AutoDeployEngine(Engine):
             "engine_args": {k: v for k, v in eng.items() if k != "transforms"},
             # what AD resolved, in the shape harness/bisect/effects.py compares with the requested config
             "settings": {k: eng[k] for k in ("compile_backend", "attn_backend", "world_size") if k in eng},
+            **{k: eng[k] for k in ("compile_backend", "attn_backend", "world_size") if k in eng},
             "engine_enabled_transforms": [n for n, c in (eng.get("transforms") or {}).items() if c.get("enabled")],
             "transforms": records,
             "transforms_summary": logs.summarize(records),

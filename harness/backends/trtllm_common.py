@@ -362,6 +362,19 @@ def device_info() -> dict:
     return {"device": "cpu", "device_name": None, "device_count": 0}
 
 
+def versions(engine_version: str | None) -> dict:
+    """Versions for info (the report's environment table): tensorrt_llm, torch, transformers."""
+    from importlib import metadata
+
+    out = {"tensorrt_llm": engine_version}
+    for dist in ("torch", "transformers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
 def engine_version_key(base: dict, default_yaml: str | None = None) -> dict:
     """Backend.version_key for TensorRT-LLM backends: + tensorrt_llm version and default.yaml content hash."""
     import hashlib

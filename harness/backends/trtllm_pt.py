@@ -87,6 +87,8 @@ class PyTorchEngine(Engine):
             "engine": "tensorrt_llm",
             "backend": "trtllm-pt",
             "engine_version": self.install.version,
+            "tensorrt_llm": self.install.version,
+            "versions": common.versions(self.install.version),
             "install": self.install.to_dict(),
             **common.device_info(),
             "model_path": self.model_path,
