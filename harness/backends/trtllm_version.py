@@ -364,6 +364,9 @@ def map_renamed_fields(config: dict, valid_fields: list[str] | set[str] | None,
                     notes.append(f"{parent}.{key} -> {old} (the installed version spells it {old})")
                 else:
                     notes.append(f"{parent}.{key} dropped: {old}={cfg[old]!r} is set and is what this version reads")
+                if nested and parent not in valid:
+                    notes.append(f"{parent}.{', '.join(sorted(nested))} dropped: the installed version has no "
+                                 f"{parent}")
                 if not nested or parent not in valid:
                     cfg.pop(parent, None)
         elif old in cfg:
