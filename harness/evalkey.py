@@ -9,12 +9,14 @@ Parts (``key_parts``, kept so `cache ls` / the report can show why two keys diff
 - task name, prompt options, and per sample (id, prompt hash, reference) from the exact prompts
   ``build_samples`` produces (so a changed data set or prompt format changes the key);
 - the fully resolved sampling parameters (``sampling_for``).
-- the harness code that turns a spec into records (``code_hash``: evaluate.py, records.py and
-  every .py under backends/, tasks/ and config/), so a fix to generation, prompts or scoring never
-  serves a stale result. An installed harness never changes, so this costs nothing to users; while
-  developing, editing those files invalidates the cache.
-The label is not part of the key. ``KEY_SCHEMA`` is bumped when the meaning of a stored row
-changes in a way the code hash cannot see.
+- the harness version (``harness.__version__``) and ``KEY_SCHEMA``, bumped when the meaning of
+  a stored row changes.
+The label is not part of the key. The harness source itself is deliberately *not* hashed into the
+key (editing an unrelated file would invalidate every cached evaluation and make resume depend on
+nobody touching the tree); it is recorded per result as ``info["harness_code"]`` instead. While
+developing code that changes generation, prompts or scoring, run ``python -m harness cache rm
+--all`` or pass ``--no-cache``. ``key_digests`` (stored as ``info["key_parts"]``) shows which part
+made two keys differ.
 """
 from __future__ import annotations
 
@@ -86,7 +88,6 @@ def key_parts(spec: EvalSpec) -> dict:
     return {
         "schema": KEY_SCHEMA,
         "harness": __version__,
-        "code": code_hash(),
         "backend": spec.backend,
         "engine": backend.version_key(),
         "model": fingerprint(spec.model),
@@ -99,5 +100,14 @@ def key_parts(spec: EvalSpec) -> dict:
     }
 
 
+def key_of(parts: dict) -> str:
+    return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()
+
+
+def key_digests(parts: dict) -> dict:
+    """A short hash per key part: compare two results' digests to see why their keys differ."""
+    return {name: hashlib.sha256(canonical_json(v).encode("utf-8")).hexdigest()[:12] for name, v in parts.items()}
+
+
 def eval_key(spec: EvalSpec) -> str:
-    return hashlib.sha256(canonical_json(key_parts(spec)).encode("utf-8")).hexdigest()
+    return key_of(key_parts(spec))

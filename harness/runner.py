@@ -72,7 +72,7 @@ class Runner:
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
         self._stats = {k: 0 for k in STAT_KEYS}
-        self._keys: dict[str, str] = {}
+        self._keys: dict[str, tuple[str, dict]] = {}
         self._inflight: dict[str, Future] = {}
 
     # -- API --------------------------------------------------------------------------------
@@ -87,16 +87,20 @@ class Runner:
 
     def key(self, spec: EvalSpec) -> str:
         """The cache key of ``spec`` (memoised per spec content for this runner)."""
-        from harness.evalkey import eval_key
+        return self._key_and_digests(spec)[0]
+
+    def _key_and_digests(self, spec: EvalSpec) -> tuple[str, dict]:
+        from harness.evalkey import key_digests, key_of, key_parts
 
         memo = canonical_json({k: v for k, v in spec.to_dict().items() if k != "label"})
         with self._lock:
             if memo in self._keys:
                 return self._keys[memo]
-        key = eval_key(spec)
+        parts = key_parts(spec)
+        out = (key_of(parts), key_digests(parts))
         with self._lock:
-            self._keys[memo] = key
-        return key
+            self._keys[memo] = out
+        return out
 
     def plan(self, n: int) -> None:
         """Announce n more evaluations (shown as done/planned)."""
@@ -183,6 +187,8 @@ class Runner:
         return EvalResult.from_dict(_copy(result.to_dict())), False
 
     def _run(self, spec: EvalSpec, key: str) -> EvalResult:
+        from harness.evalkey import code_hash
+
         self._count(misses=1)
         harness_env = {}
         if self.dump_graphs_dir is not None:
@@ -191,6 +197,8 @@ class Runner:
         result = self.executor.run(spec, self.workdir / key[:16], harness_env)
         seconds = time.monotonic() - t0
         result.info = dict(result.info or {})
+        result.info["key_parts"] = self._key_and_digests(spec)[1]
+        result.info["harness_code"] = code_hash()
         if harness_env:
             result.info["harness_env"] = harness_env
         inner = (result.info.get("timings") or {}).get("total_s") or 0.0
