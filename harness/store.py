@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.evaluate import EvalResult
 
 DB_NAME = "evals.sqlite"
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the table changes
 COMPRESS_ABOVE = 2048  # bytes of records JSON
 
 SCHEMA = """
@@ -85,6 +86,8 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise HarnessError(f"cache database {str(self.path)!r} is unusable ({exc}). "
                                "Remove it or pass another --cache-dir.") from None

@@ -201,3 +201,12 @@ def test_refuses_to_run_under_torchrun():
     with pytest.raises(HarnessError, match="torchrun"):
         refuse_torchrun({"TORCHELASTIC_RUN_ID": "abc", "LOCAL_RANK": "0"})
     refuse_torchrun({"LLM_MODELS_ROOT": "/m"})
+
+
+def test_results_record_which_key_part_differs(tmp_path):
+    with Runner(cache_dir=tmp_path, quiet=True, executor="inprocess") as r:
+        a = r.evaluate(toy(seed=0))
+        b = r.evaluate(toy(seed=1))
+    differing = {k for k in a.info["key_parts"] if a.info["key_parts"][k] != b.info["key_parts"][k]}
+    assert differing == {"samples"}
+    assert a.info["harness_code"] == b.info["harness_code"]
