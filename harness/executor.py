@@ -211,6 +211,7 @@ class ForkServerClient:
         self.info: dict = {}
         self._pending: dict[str, queue.Queue] = {}
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._ids = itertools.count()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as logf:
@@ -248,11 +249,12 @@ class ForkServerClient:
             if self.dead:
                 return None
             self._pending[rid] = q
+        with self._write_lock:  # not under _lock: the reader thread must never wait on a writer
             try:
                 self.proc.stdin.write((json.dumps({"id": rid, **request}) + "\n").encode("utf-8"))
                 self.proc.stdin.flush()
             except (OSError, ValueError):
-                self._pending.pop(rid, None)
+                self.forget(rid)
                 return None
         return rid, q
 
