@@ -148,6 +148,7 @@ class Bisector:
         from harness.bisect.effects import effect_warnings
 
         step.warnings = effect_warnings(target, res.info, [k.name for k in self.plan.togglable])
+        step.warnings += [str(w) for w in (res.info.get("warnings") or []) if str(w) not in step.warnings]
         for w in step.warnings:
             if w not in self.warnings:
                 self.warnings.append(w)

@@ -44,9 +44,10 @@ def environment(results: dict, warnings: list[str]) -> dict:
         if res is None:
             continue
         info = dict(res.info or {})
-        keep = {k: info.get(k) for k in ("backend", "engine", "emulator_version", "device", "dtype", "torch",
-                                         "transformers", "tensorrt_llm", "threads", "default_yaml", "compile_backend",
-                                         "world_size", "attn_backend", "plugins") if info.get(k) is not None}
+        keep = {k: info.get(k) for k in ("backend", "engine", "engine_version", "emulator_version", "device",
+                                         "device_name", "dtype", "torch", "transformers", "tensorrt_llm", "threads",
+                                         "default_yaml", "compile_backend", "world_size", "attn_backend", "plugins")
+                if info.get(k) is not None}
         versions = info.get("versions")
         if isinstance(versions, dict):
             keep["versions"] = versions
