@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fake_trtllm"))
-from helpers import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
+from trtllm_fake import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
 
 from harness.backends import get_backend  # noqa: E402
 from harness.backends import trtllm_version as tv  # noqa: E402

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fake_trtllm"))
-from make_fake import make_fake  # noqa: E402
+from trtllm_fake import make_fake  # noqa: E402
 
 from harness.paths import DEMO_MMLU, DEMO_MODEL, REPO_ROOT  # noqa: E402
 

@@ -7,8 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fake_trtllm"))
-from helpers import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
+from trtllm_fake import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
 
 from harness.backends import trtllm_common as common  # noqa: E402
 from harness.backends.base import SamplingSpec  # noqa: E402

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fake_trtllm"))
-from helpers import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
+from trtllm_fake import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
 
 from harness.backends import trtllm_version as tv  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402

@@ -1,0 +1,76 @@
+"""The fake tensorrt_llm for tests: materialize it (API era, planted fault) and put it on sys.path for one test.
+
+    site = make_fake(tmp_path, era="merged", fault={"transform": "fuse_rmsnorm"})
+    # put ``site`` first on sys.path / PYTHONPATH; ``import tensorrt_llm`` then loads the fake.
+
+The package tree lives in tests/fake_trtllm/ (never put that directory itself on sys.path: only a
+materialized copy, so no other test ever sees a tensorrt_llm).
+
+Eras (NVIDIA/TensorRT-LLM history, trtllm-autodeploy.md §0 and §1.3-1.4):
+* ``merged`` (the tree under tests/fake_trtllm/tensorrt_llm, version 1.2.0rc2): LlmArgs extends
+  TorchLlmArgs; kv_cache_config.free_gpu_memory_fraction, cuda_graph_config.batch_sizes,
+  compile default torch-cudagraph, attention backends incl. trtllm / triton_paged.
+* ``autodeploy_config`` (overlay in eras/autodeploy_config, version 1.0.0rc4): AutoDeployConfig
+  shortcuts free_mem_ratio / cuda_graph_batch_sizes, compile default torch-compile, attention
+  backends flashinfer / triton / torch, no cuda_graph_config.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent / "fake_trtllm"
+BASE = HERE / "tensorrt_llm"
+ERAS = {"merged": None, "autodeploy_config": HERE / "eras" / "autodeploy_config" / "tensorrt_llm"}
+
+
+def make_fake(dest: str | Path, era: str = "merged", fault: dict | str | None = None) -> Path:
+    """Copy the fake package to ``dest``/site/tensorrt_llm; returns ``dest``/site (the sys.path entry)."""
+    if era not in ERAS:
+        raise ValueError(f"unknown fake era {era!r}; valid: {', '.join(ERAS)}")
+    site = Path(dest) / "site"
+    pkg = site / "tensorrt_llm"
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    shutil.copytree(BASE, pkg, ignore=shutil.ignore_patterns("__pycache__", "fault.json"))
+    overlay = ERAS[era]
+    if overlay is not None:
+        for f in overlay.rglob("*"):
+            if f.is_file() and "__pycache__" not in f.parts:
+                target = pkg / f.relative_to(overlay)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target)
+    if fault:
+        spec = {"transform": fault} if isinstance(fault, str) else dict(fault)
+        (pkg / "_fake" / "fault.json").write_text(json.dumps(spec), encoding="utf-8")
+    return site
+
+def purge_tensorrt_llm() -> None:
+    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def use_fake(monkeypatch, tmp_path, era: str = "merged", fault=None) -> Path:
+    """Materialize the fake (era, fault), prepend it to sys.path and $PYTHONPATH; undone at teardown."""
+    site = make_fake(tmp_path / f"fake_{era}", era=era, fault=fault)
+    purge_tensorrt_llm()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    monkeypatch.delenv("FAKE_TRTLLM_FAULT", raising=False)
+    monkeypatch.delenv("HARNESS_AD_DEFAULT_YAML", raising=False)
+    return site
+
+
+def fake_logger_handlers_reset() -> None:
+    """The fake loggers are singletons bound to the sys.stdout of their first import."""
+    import logging
+
+    for name in ("TRT-LLM", "TRT-LLM AUTO-DEPLOY"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
