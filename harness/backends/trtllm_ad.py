@@ -171,7 +171,8 @@ class AutoDeployEngine(Engine):
 
         outs, details = common.generate_all(self.llm, prompts, sampling, SamplingParams)
         comps, cov = common.convert_outputs(outs, self._tokenizer(), sampling)
-        self._gen = {**details, **cov}
+        self._gen = {**details, **cov,
+                     "warnings": list(details.get("warnings") or []) + list(cov.get("warnings") or [])}
         w = common.seq_len_warning(getattr(getattr(self.llm, "args", None), "max_seq_len", None),
                                    cov["longest_prompt_tokens"], sampling.max_tokens)
         if w:

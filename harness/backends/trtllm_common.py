@@ -254,7 +254,16 @@ def convert_outputs(outs: list, tok, spec: SamplingSpec) -> tuple[list[Completio
     n_missing = sum(1 for c in comps if c.extra.get("answer_logprobs_missing"))
     fmts = sorted({c.extra.get("logprobs_format") for c in comps})
     longest = max((len(c.prompt_token_ids or []) for c in comps), default=0)
-    return comps, {"answer_logprobs_incomplete": n_missing, "logprobs_format": fmts, "longest_prompt_tokens": longest}
+    limit = spec.truncate_prompt_tokens
+    truncated = sum(1 for c in comps if limit and c.prompt_token_ids is not None and len(c.prompt_token_ids) >= limit)
+    out = {"answer_logprobs_incomplete": n_missing, "logprobs_format": fmts, "longest_prompt_tokens": longest,
+           "truncated_prompts": truncated}
+    if truncated:
+        # both input processors encode with truncation=True, max_length=N (auto_deploy/llm.py@01d93fe0
+        # ADInputProcessor "to reflect DefaultInputProcessor"): the tokenizer's truncation_side decides the end cut
+        out["warnings"] = [f"{truncated} prompts reached truncate_prompt_tokens={limit} and were truncated "
+                           "(tokenizer truncation_side decides which end)"]
+    return comps, out
 
 
 def seq_len_warning(max_seq_len, longest_prompt: int, max_tokens: int) -> str | None:

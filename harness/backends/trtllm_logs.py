@@ -17,8 +17,8 @@ Where it goes: ``ad_logger`` is ``ADLogger(Logger)`` with PREFIX "TRT-LLM AUTO-D
 env AUTO_DEPLOY_LOG_LEVEL, default "info" (auto_deploy/utils/logger.py@12cadfa4).  ``Logger`` builds a
 python ``logging`` logger named after PREFIX, ``propagate=False``, with a StreamHandler on
 **sys.stdout**, and formats ``"[TRT-LLM AUTO-DEPLOY] [RANK r] [I] <msg>"`` (tensorrt_llm/logger.py,
-newer version; older versions used ``logging.getLogger('TRT-LLM')`` with ``basicConfig``, i.e.
-stderr).  The transforms run wherever the model is built -- possibly in MPI worker processes that
+newer stored version; older versions, e.g. @027cd518, used ``logging.getLogger('TRT-LLM')`` with
+``basicConfig``, i.e. stderr, and "[TRT-LLM] [MPI_Rank r]" prefixes).  The transforms run wherever the model is built -- possibly in MPI worker processes that
 inherit our file descriptors -- so ``OutputTee`` captures file descriptors 1 and 2 (children
 included) and, as a fallback for an in-process run whose ``sys.stdout`` is not fd 1, attaches a
 handler to those python loggers.  Captured output is passed through to the original streams.

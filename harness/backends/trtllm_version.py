@@ -11,7 +11,8 @@ CUDA/MPI and takes tens of seconds.  Everything here reads the installed package
 * the AD pipeline default: ``tensorrt_llm/_torch/auto_deploy/config/default.yaml`` -- the file AD's
   ``LlmArgs._get_yaml_default_from_mode("graph")`` returns
   (tensorrt_llm/_torch/auto_deploy/llm_args.py@01e5db06, @3e906a0e:
-  ``files("tensorrt_llm._torch.auto_deploy.config") / "default.yaml"``);
+  ``files("tensorrt_llm._torch.auto_deploy.config") / "default.yaml"``; its shape, a ``transforms:``
+  mapping of name -> {stage, enabled, options}, read at @0034d905);
 * the top-level keys AD accepts: the pydantic field names of AD's ``LlmArgs`` and its bases, parsed
   with ``ast`` from ``_torch/auto_deploy/llm_args.py``, ``llmapi/llm_args.py`` and
   ``_torch/auto_deploy/utils/_config.py`` (``yaml_default`` / ``yaml_extra``).  AD's LlmArgs is
