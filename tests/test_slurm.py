@@ -168,3 +168,36 @@ def test_real_slurm_runner_runs_jobs_concurrently(slurm, tmp_path, monkeypatch):
     assert [r.status for r in res] == ["ok", "ok"] and [r.metrics["n"] for r in res] == [6, 12]
     assert len({r.info["executor"]["slurm_job_id"] for r in res}) == 2
     assert running[0] == 2, "the two evaluations never ran at the same time"
+
+
+def test_regress_suite_targets_slurm(slurm, tmp_path, monkeypatch, capsys):
+    """The same regress suite, --executor slurm: every evaluation is a Slurm job, same verdicts."""
+    import json
+    import textwrap
+
+    import regress_backends
+    from harness.cli import main
+
+    regress_backends.install(monkeypatch)
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "mmlu.yaml").write_text("demo/oracle:\n  - accuracy: 100.0\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent(f"""\
+        name: slurm-nightly
+        references: refs
+        paired: {{backend: oracle}}
+        models: [{{id: demo/oracle, path: toy-model}}]
+        tasks: [{{name: mmlu, dataset: {DEMO_MMLU}}}]
+        configs:
+          - {{name: clean, backend: oracle-ad, config: {{}}}}
+          - {{name: planted, backend: oracle-ad, config: {{transforms: {{fuse_b: {{fault: drop}}}}}}}}
+        samples: [30]
+    """))
+    code = main(["regress", "--suite", str(suite), "--out", str(tmp_path / "out"), "--no-history", "--quiet",
+                 "--cache-dir", str(tmp_path / "cache"), "--executor", "slurm", "--partition", "debug", "--time", "5",
+                 "--max-parallel", "2"])
+    assert code == 1
+    jobs = {j["job"]["config_name"]: j for j in json.loads((tmp_path / "out" / "summary.json").read_text())["jobs"]}
+    assert (jobs["clean"]["status"], jobs["planted"]["status"]) == ("passed", "failed")
+    for j in jobs.values():
+        assert j["executor"]["name"] == "slurm" and j["executor"]["slurm_job_id"].isdigit()

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bisect-timeout", type=float, default=None, metavar="S", help="time limit per bisect run")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="run only jobs whose name matches (fnmatch or substring); repeatable")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="override every job's sample count (quick smoke runs)")
     p.add_argument("--dry-run", action="store_true", help="list jobs and their references, run nothing")
     p.add_argument("--cache-dir", default=".harness", help="evaluation cache (default .harness)")
     p.add_argument("--no-cache", action="store_true", help="re-run every evaluation (results are still stored)")
@@ -46,6 +48,20 @@ def run(args) -> int:
     from harness.slurm import executor_options
 
     suite = load_suite(args.suite).select(args.only)
+    if args.samples is not None:
+        if args.samples <= 0:
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"--samples must be a positive integer, got {args.samples}")
+        for j in suite.jobs:
+            j.samples = args.samples
+            j.name = f"{j.name.rsplit('/n', 1)[0]}/n{args.samples}"
+        names = [j.name for j in suite.jobs]
+        if len(set(names)) != len(names):
+            from harness.errors import HarnessError
+
+            raise HarnessError("--samples makes job names collide (the suite lists several sample counts); "
+                               "add --only to pick one")
     check_references(suite)  # "Not registered specs" before anything runs
     if args.dry_run:
         for j in suite.jobs:

@@ -67,6 +67,7 @@ class JobResult:
     bisect_report: str | None = None  # path of the bisect report for a failing AD job
     bisect_status: str | None = None
     result_dir: str | None = None  # where this job's records / result live
+    executor: dict | None = None  # the candidate evaluation's executor info (local pid / Slurm job id, host)
 
     @property
     def name(self) -> str:

@@ -310,7 +310,7 @@ def run_suite(suite: Suite, out_dir: str | Path, runner, history_db: str | Path 
                       versions=job_versions(j.backend, cand), reference=ref.to_dict() if ref else None,
                       duration_s=float((cand.info or {}).get("wall_s") or 0.0) +
                       float(((ref_eval.info if ref_eval else None) or {}).get("wall_s") or 0.0),
-                      cache_hit=(cand.info or {}).get("cached"))
+                      cache_hit=(cand.info or {}).get("cached"), executor=(cand.info or {}).get("executor"))
         if cand.status == "ok":
             r.score = (cand.metrics or {}).get("score")
             r.n = (cand.metrics or {}).get("n", len(cand.records))
