@@ -155,14 +155,17 @@ def triage_file(path: str | os.PathLike, patterns: list[Pattern]) -> Triage:
 # --- unresolved evaluations in run directories / the cache ---------------------------------------
 
 def _unresolved_in(obj, where: str, out: list, depth: int = 0) -> None:
-    """Collect (name, text) for every EvalResult-shaped dict with status 'unresolved'."""
+    """Collect (where, label, text) for every EvalResult-shaped dict with status 'unresolved' and every
+    regress job result with status 'error' (harness.regress.jobs.JobResult)."""
     if depth > 6:
         return
     if isinstance(obj, dict):
-        if obj.get("status") == "unresolved" and ("log_tail" in obj or "error" in obj):
-            label = obj.get("label") or (obj.get("spec") or {}).get("label") or ""
+        status = obj.get("status")
+        if status in ("unresolved", "error") and (obj.get("log_tail") or obj.get("error")):
+            job = obj.get("job") if isinstance(obj.get("job"), dict) else {}
+            label = job.get("name") or obj.get("label") or (obj.get("spec") or {}).get("label") or ""
             text = "\n".join(x for x in (obj.get("error"), obj.get("log_tail")) if x)
-            out.append((f"{where}{' [' + label + ']' if label else ''}", text))
+            out.append((where, label, text))
             return
         for v in obj.values():
             if isinstance(v, (dict, list)):
@@ -176,10 +179,11 @@ def _unresolved_in(obj, where: str, out: list, depth: int = 0) -> None:
 def find_unresolved(roots: list[str | os.PathLike], max_bytes: int = 20_000_000) -> list[tuple[str, str]]:
     """Log tails of unresolved evaluations under run directories / a cache directory.
 
-    Looks at every ``*.json`` (result.json, summary.json, evaluation results) and, when the store
-    exposes one, the cache's unresolved entries. Returns (name, log text) pairs.
+    Looks at every ``*.json`` (result.json, summary.json, evaluation results) and, when ``root`` is
+    a cache directory, the cache's unresolved rows. Returns (name, log text) pairs, one per distinct
+    (label, log text), so a job found in both summary.json and its result.json is listed once.
     """
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
     for root in roots:
         root = Path(root)
         if not root.exists():
@@ -194,13 +198,13 @@ def find_unresolved(roots: list[str | os.PathLike], max_bytes: int = 20_000_000)
             except (OSError, ValueError):
                 continue
             _unresolved_in(data, str(f), found)
-        found += _unresolved_in_store(root)
-    # one entry per distinct (name, text)
+        found += [(where, "", text) for where, text in _unresolved_in_store(root)]
     seen, unique = set(), []
-    for item in found:
-        if item not in seen:
-            seen.add(item)
-            unique.append(item)
+    for where, label, text in found:
+        if (label, text) in seen:
+            continue
+        seen.add((label, text))
+        unique.append((f"{where}{' [' + label + ']' if label else ''}", text))
     return unique
 
 

@@ -94,6 +94,11 @@ def test_planted_regression_fails_with_outputs(suite, tmp_path, stub_bisect, cap
     junit = (tmp_path / "out" / "junit.xml").read_text()
     assert str(report) in junit and 'failures="1"' in junit and 'errors="1"' in junit
     assert f"bisect report: {report}" in out
+    # `triage --reports` finds the crashed job once (summary.json and its result.json)
+    from harness.triage import find_unresolved
+
+    found = find_unresolved([tmp_path / "out"])
+    assert len(found) == 1 and crash["job"]["name"] in found[0][0] and "shape mismatch" in found[0][1]
     # per-job records for `compare`
     jdir = Path(planted["result_dir"])
     assert (jdir / "candidate" / "samples.jsonl").is_file() and (jdir / "reference" / "samples.jsonl").is_file()
