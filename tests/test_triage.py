@@ -110,3 +110,14 @@ def test_reports_dir_reads_unresolved_rows_of_the_cache(tmp_path, patterns):
     found = find_unresolved([tmp_path / "cache"])
     assert len(found) == 1 and "planted crash" in found[0][0]
     assert triage_text(found[0][1], patterns).primary.pattern == "ad_transform"
+
+
+def test_the_executors_own_failure_messages_are_classified(tmp_path, patterns):
+    """What harness.executor writes for a timeout, a segfault and a SIGKILL maps to the right pattern."""
+    from harness.executor import describe_exit, read_worker_result
+
+    timeout = read_worker_result(None, tmp_path / "none.json", tmp_path / "none.log", timed_out=900).error
+    assert triage_text(timeout, patterns).primary.pattern == "wall_clock"
+    assert triage_text(describe_exit(-11, ""), patterns).primary.pattern == "native_crash"
+    assert triage_text(describe_exit(-9, ""), patterns).primary.pattern == "killed"
+    assert triage_text(describe_exit(137, ""), patterns).primary.pattern == "killed"
