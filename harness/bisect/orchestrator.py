@@ -367,6 +367,14 @@ class Bisector:
                 s = self.judge(self.plan.config(self.user, self.plan.closure(g)), "6", f"minimal + {', '.join(g)}",
                                on=self.plan.closure(g), base="minimal")
                 per_group.append({"knobs": g, "step": s.index, "verdict": s.verdict})
+        alone = []
+        for g in res.culprits:  # an interaction: each member alone from minimal must NOT regress
+            if len(g) > 1:
+                for n in g:
+                    on = self.plan.closure([n])
+                    st = self.judge(self.plan.config(self.user, on), "6", f"minimal + {n} alone (pair member)",
+                                    on=on, base="minimal")
+                    alone.append({"knob": n, "group": g, "step": st.index, "verdict": st.verdict})
         rem = self.plan.without(allc)
         down = self.judge(self.plan.config(self.user, rem), "6", f"full - {', '.join(allc)}", on=rem, base="full")
         up_on = self.plan.closure(allc)
@@ -375,18 +383,24 @@ class Bisector:
         confirmed = down.outcome == PASS and up.outcome == FAIL
         for c, g in zip(self.culprits, res.culprits):
             pg = next((p for p in per_group if p["knobs"] == g), None)
-            c["confirmed"] = confirmed and (pg is None or pg["verdict"] == "regressed")
+            members_pass = all(a["verdict"] in ("same", "improved") for a in alone if a["group"] == g)
+            c["confirmed"] = confirmed and (pg is None or pg["verdict"] == "regressed") and members_pass
+            if len(g) > 1:
+                c["members_alone"] = {a["knob"]: a["verdict"] for a in alone if a["group"] == g}
+        confirmed = all(c["confirmed"] for c in self.culprits)
         self.phases["6"] = {"ran": True, "confirmed": confirmed,
                             "full_minus_culprits": {"step": down.index, "verdict": down.verdict, "score": down.score},
                             "minimal_plus_culprits": {"step": up.index, "verdict": up.verdict, "score": up.score},
-                            "per_group": per_group}
-        names = " + ".join(", ".join(g) for g in res.culprits)
+                            "per_group": per_group, "members_alone": alone}
+        names = " + ".join(", ".join(g) + (" (only together)" if len(g) > 1 else "") for g in res.culprits)
         self.outcome = "culprit" if confirmed else "unconfirmed"
         if confirmed:
             self.headline = f"culprit: {names} - confirmed both ways (full minus it recovers, minimal plus it regresses)"
         else:
+            bad_alone = [a["knob"] for a in alone if a["verdict"] not in ("same", "improved")]
             self.headline = (f"suspect: {names} - NOT confirmed (full minus it: {down.verdict}; minimal plus it: "
-                             f"{up.verdict})")
+                             f"{up.verdict}" + (f"; regresses alone too: {', '.join(bad_alone)}" if bad_alone else "")
+                             + ")")
 
     # Phase 4a ----------------------------------------------------------------------------
     def phase4a(self) -> None:

@@ -147,6 +147,9 @@ def render_markdown(s: dict) -> str:
                  f"{u['step']}) - expected regressed")
         for g in p6.get("per_group") or []:
             L.append(f"- minimal + {', '.join(g['knobs'])}: **{g['verdict']}** (step {g['step']})")
+        for a in p6.get("members_alone") or []:
+            L.append(f"- minimal + {a['knob']} alone (member of {', '.join(a['group'])}): **{a['verdict']}** "
+                     f"(step {a['step']}) - expected same: the pair regresses only together")
         L += ["", f"Confirmed: **{'yes' if p6['confirmed'] else 'no'}**.", ""]
     p4a = ph.get("4a")
     if p4a:

@@ -1,0 +1,73 @@
+"""bisect on the ad-emulator: the planted culprit of each fault family is named and confirmed.
+
+In-process evaluations and small samples (the search logic is the point); one shared evaluation
+store per module, so the reference run is evaluated once.
+"""
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.paths import DEMO_MMLU, DEMO_MODEL
+
+FP8_MODEL = DEMO_MODEL.parent / "demo_model_fp8"
+pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file() or not DEMO_MMLU.is_dir(),
+                                reason="demo model/data not built (scripts/build_demo.py)")
+SAMPLES = "24"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("bisect-store")
+
+
+def bisect(tmp_path, store, config: str, *extra) -> dict:
+    cfg = tmp_path / "ad.yaml"
+    cfg.write_text(config)
+    out = tmp_path / "reports"
+    rc = main(["bisect", "--config", str(cfg), "--samples", SAMPLES, "--executor", "inprocess", "--quiet",
+               "--cache-dir", str(store), "--out", str(out), *extra])
+    assert rc == 0
+    (summary,) = list(out.glob("bisect-*/summary.json"))
+    return json.loads(summary.read_text())
+
+
+FAMILIES = {
+    # family: (config, extra args, expected culprit groups)
+    "quant scale (fp8 inverted scale in the FP8 GEMM fusion)": (
+        "transforms:\n  fuse_fp8_linear: {fault: inverted_scale}\n", ["--model", str(FP8_MODEL)], [["fuse_fp8_linear"]]),
+    "rope applied twice": (
+        "transforms:\n  optimize_rope: {fault: rope_applied_twice}\n", [], [["optimize_rope"]]),
+    "sharding at world_size 2 (double all-reduce in the fused all-reduce+norm)": (
+        "world_size: 2\ntransforms:\n  fuse_allreduce_residual_rmsnorm: {fault: double_allreduce}\n", [],
+        [["fuse_allreduce_residual_rmsnorm"]]),
+    "compile-only (fusion lowered wrongly unless torch-simple)": (
+        "transforms:\n  fuse_silu_mul: {fault: compiled_lowering_bug}\n", [], [["fuse_silu_mul", "compile_backend"]]),
+    "attention scale (core path; the attention ablation plan names it)": (
+        "transforms:\n  match_attention_layout: {fault: wrong_softmax_scale}\n",
+        ["--ablation", "ablations/attention_path.yaml"], [["match_attention_layout"]]),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_names_the_planted_culprit(tmp_path, store, family):
+    config, extra, expected = FAMILIES[family]
+    if "--model" in extra and not (FP8_MODEL / "config.json").is_file():
+        pytest.skip("demo_model_fp8 not built")
+    s = bisect(tmp_path, store, config, *extra)
+    assert s["verdict"] == "regressed", s["headline"]
+    assert s["outcome"] == "culprit", s["headline"]
+    assert sorted(sorted(c["knobs"]) for c in s["culprits"]) == sorted(sorted(g) for g in expected)
+    assert all(c["confirmed"] for c in s["culprits"])
+    p6 = s["phases"]["6"]
+    assert p6["full_minus_culprits"]["verdict"] in ("same", "improved")
+    assert p6["minimal_plus_culprits"]["verdict"] == "regressed"
+    if len(expected[0]) > 1:
+        assert s["culprits"][0]["kind"] == "interaction"
+
+
+def test_attention_scale_without_plan_is_a_core_path_bug(tmp_path, store):
+    s = bisect(tmp_path, store, "transforms:\n  match_attention_layout: {fault: wrong_softmax_scale}\n")
+    assert s["outcome"] == "core_path" and s["culprits"] == []
+    assert s["phases"]["3"]["core_path_bug"] is True
+    assert any("core path" in x for x in s["next_steps"])
