@@ -1,6 +1,4 @@
 """History DB round-trip: one row per job per run with versions and scores; trends; a PNG per model/task."""
-import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path

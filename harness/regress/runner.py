@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.errors import HarnessError
 from harness.evaluate import EvalResult, EvalSpec
 from harness.regress.jobs import Job, JobResult, judge
 from harness.regress.references import Reference, find_reference, lookup
@@ -390,4 +389,4 @@ def check_references(suite: Suite) -> None:
 
 
 __all__ = ["run_suite", "SuiteOutcome", "check_references", "candidate_spec", "paired_spec", "job_reference",
-           "gate", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNRESOLVED", "HarnessError"]
+           "gate", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNRESOLVED"]
