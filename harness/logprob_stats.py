@@ -11,16 +11,19 @@ For every pair this module computes, on the answer-letter distribution (``answer
   * top-1 agreement of the letter argmax, and on flipped samples the reference's top1-top2
     margin: a *near-tie* flip (margin < ``near_tie_margin``, default 0.1 nats) is what rounding
     noise produces; a *confident* flip is a real numerical difference,
-  * the change in log-probability of the reference (gold) answer, ``delta_gold`` = lp_cand - lp_ref,
-    the direction signal (negative = the candidate believes the right answer less),
+  * the change of the reference (gold) answer's probability, ``delta_gold_prob`` = p_cand - p_ref
+    (the direction signal: negative = the candidate puts less mass on the right answer; its mean
+    is the change of the *expected* accuracy, in the same units as accuracy), and of its
+    log-probability, ``delta_gold`` = lp_cand - lp_ref (its mean is minus the log-loss change),
   * for generation tasks, the first token position where the generated ids differ, and whether it
     is position 0 (produced by the prefill pass) or later (decode / KV-cache path), with the
     reference's top1-top2 margin there when top_logprobs are recorded.
 
 Robustness: a pair without letter log-probs on both sides is ``missing`` (left out and counted).
 NaN or +inf anywhere (or every letter -inf) makes that side ``nonfinite``. A pair where exactly one
-side is non-finite gets KL = inf (it always exceeds any tolerance) and delta_gold = -/+ ``CLIP``
-(a broken candidate counts as maximally worse); both non-finite is left out. Finite divergences
+side is non-finite gets KL = inf (it always exceeds any tolerance), delta_gold = -/+ ``CLIP`` and
+delta_gold_prob = -/+ the finite side's gold probability (a broken candidate counts as having
+lost all its mass on the right answer); both non-finite is left out. Finite divergences
 are capped at ``CLIP`` nats so means stay finite. The default near-tie margin of 0.1 nats is about
 what bf16 rounding can move a difference of two logits (2^-9 relative error on logits of 10-20
 nats is 0.02-0.04 each).
@@ -111,7 +114,8 @@ class SampleDivergence:
     ref_margin: float | None = None  # reference top1 - top2 (renormalised letters), nats
     gold_lp_ref: float | None = None
     gold_lp_cand: float | None = None
-    delta_gold: float | None = None  # gold_lp_cand - gold_lp_ref
+    delta_gold: float | None = None  # gold_lp_cand - gold_lp_ref (nats)
+    delta_gold_prob: float | None = None  # exp(gold_lp_cand) - exp(gold_lp_ref)
     first_divergence: int | None = None  # generated-token position where ids first differ
     divergence_phase: str | None = None  # prefill (position 0) | decode (later) | None
     divergence_ref_margin: float | None = None  # ref top1-top2 at that position, if recorded
@@ -167,6 +171,8 @@ def sample_divergence(ref: dict, cand: dict) -> SampleDivergence:
             sd.top1_cand = top
         if gi is not None:
             sd.delta_gold = -CLIP if not fb else CLIP
+            p_good = math.exp(good[gi])
+            sd.delta_gold_prob = -p_good if not fb else p_good
         return sd
     pa, pb = _renorm(la), _renorm(lb)
     sd.status = "ok"
@@ -181,6 +187,7 @@ def sample_divergence(ref: dict, cand: dict) -> SampleDivergence:
         sd.gold_lp_ref, sd.gold_lp_cand = pa[gi], pb[gi]
         d = pb[gi] - pa[gi]
         sd.delta_gold = max(-CLIP, min(CLIP, d)) if not math.isnan(d) else None
+        sd.delta_gold_prob = math.exp(pb[gi]) - math.exp(pa[gi])
     return sd
 
 
@@ -211,7 +218,8 @@ class LogprobSummary:
     confident_flips: int = 0
     near_tie_margin: float = NEAR_TIE_MARGIN
     flip_ref_margins: list[float] = field(default_factory=list)
-    delta_gold_mean: float | None = None
+    delta_gold_mean: float | None = None  # nats
+    delta_gold_prob_mean: float | None = None  # probability (x100 = expected-accuracy change in points)
     # generation: first divergent token position
     n_token_compared: int = 0
     n_diverged: int = 0
@@ -250,6 +258,8 @@ def summarize(divs: Iterable[SampleDivergence], n_token_compared: int | None = N
         s.confident_flips = s.flips - s.near_tie_flips
         deltas = [d.delta_gold for d in ok if d.delta_gold is not None]
         s.delta_gold_mean = sum(deltas) / len(deltas) if deltas else None
+        dps = [d.delta_gold_prob for d in ok if d.delta_gold_prob is not None]
+        s.delta_gold_prob_mean = sum(dps) / len(dps) if dps else None
     s.n_token_compared = len(divs) if n_token_compared is None else n_token_compared
     dv = [d for d in divs if d.first_divergence is not None]
     s.n_diverged = len(dv)

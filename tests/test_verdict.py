@@ -105,8 +105,9 @@ def test_logprob_shift_without_accuracy_change_has_direction():
     cand = make_run(100, shift=1.0)
     c = compare_runs(ref, cand)
     assert c.logprob_test["divergent"]
-    assert c.verdict == "regressed" and c.evidence == ["log-probs"] or "accuracy" in c.evidence
-    assert c.logprob_test["direction_source"] == "right answer's log-prob"
+    assert c.verdict == "regressed" and "log-probs" in c.evidence
+    assert c.logprob_test["direction_source"] == "right answer's probability"
+    assert c.logprob["delta_gold_prob_mean"] < 0
     # the reverse move is an improvement, never called a regression
     c2 = compare_runs(ref, make_run(100, shift=-1.0))
     assert c2.verdict == "improved"
