@@ -44,13 +44,13 @@ if [ "$ACTION" = "stop" ]; then
 fi
 
 [ "$ACTION" = "start" ] || die "unknown action '$ACTION'; use start, status or stop"
+t0=$(date +%s)
 [ "$(id -u)" = 0 ] || die "needs root (installs packages and starts slurmctld/slurmd/munged); run as root or skip"
 
-if node_ready && alive "$CTLD_PID" && alive "$SLURMD_PID"; then
+if alive "$CTLD_PID" && alive "$SLURMD_PID" && node_ready; then  # pid checks first: sinfo waits ~8 s for a dead slurmctld
   say "already running"; sinfo -p "$PARTITION"; exit 0
 fi
 
-t0=$(date +%s)
 # 1. packages
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sinfo >/dev/null \
    || ! command -v munged >/dev/null; then
