@@ -26,7 +26,7 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 node_ready() { sinfo -h -p "$PARTITION" -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated|completing)'; }
 
 if [ "$ACTION" = "status" ]; then
-  node_ready && { sinfo; exit 0; }
+  alive "$CTLD_PID" && node_ready && { sinfo; exit 0; }
   echo "slurm_local: not running (sinfo shows no usable node in partition $PARTITION)" >&2; exit 1
 fi
 
