@@ -11,7 +11,10 @@ What is measured (no guessing from a single output):
 * nonfinite - NaN/inf in the answer or top-k log-probabilities; how many at the first generated
   position (computed by the prefill pass).
 * empty_or_eos - empty output after stripping (an EOS decodes to "").
-* gibberish - an output that carries no valid answer and is implausible by at least one measure:
+* gibberish - (multiple choice, with a reference) on the subjects the reference knows (>= 90%
+  right) the candidate's letters are at chance and spread over all letters: the answers no longer
+  depend on the question (a constant letter is "consistently wrong" instead); or, in the text, an
+  output that carries no valid answer and is implausible by at least one measure:
   its *word-likeness* (share of whitespace-separated words that look like words: alphabetic with
   vowels and no triple letters, numbers, short tokens, ordinary punctuation) is below a
   threshold; or, *under the reference* run, its first token is not even in the reference's top-k
@@ -32,7 +35,9 @@ What is measured (no guessing from a single output):
   by the reference's own confidence (its top1-top2 log-prob margin on the samples it got right):
   a subtle numerical error loses near-boundary samples and keeps confident ones.
 * coherent_wrong - valid answers, but significantly fewer right than the reference (paired
-  McNemar), or near chance without a reference.
+  McNemar), or a paired ``regressed`` verdict against the reference (harness.verdict: the
+  log-probability test finds subtle faults long before accuracy does), or near chance without a
+  reference.
 
 Patterns that compare against the reference (empty, loops, truncation) require an excess over the
 reference's own rate, so a model that is simply like that in both backends is not labelled.
@@ -425,11 +430,17 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
     # empty / EOS
     if frac("empty") >= P["empty_or_eos"]["min_fraction"] and excess_ok("empty", "empty_or_eos"):
         add("empty_or_eos", m["empty"], n, in_reference=len(mref["empty"]) if mref else None)
-    # gibberish
+    # gibberish: in the text, or (multiple choice) letters that no longer depend on the question
+    rnd = _random_answers(ref_recs, recs, P["gibberish"], evidence) if (is_mc and ref_recs) else None
+    if rnd is not None:
+        evidence["random_answers"] = {k: v for k, v in rnd.items() if k != "rows"}
     if frac("gibberish") >= P["gibberish"]["min_fraction"]:
         add("gibberish", m["gibberish"], n, flat_first_position=len(m["flat"]),
             outside_reference_topk=len(m["not_in_ref_topk"]),
             median_word_likeness=_median([word_likeness(r.get("output") or "") for r in m["gibberish"]]))
+    elif rnd is not None and rnd["matched"]:
+        add("gibberish", rnd["rows"], rnd["known_n"], kind="random answers (multiple choice)",
+            **{k: v for k, v in rnd.items() if k not in ("rows", "matched", "known_n")})
     # repetition loops
     if is_gen and frac("loop") >= P["repetition_loop"]["min_fraction"] and excess_ok("loop", "repetition_loop"):
         add("repetition_loop", m["loop"], n, in_reference=len(mref["loop"]) if mref else None)
@@ -470,6 +481,11 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
             evidence["paired_diff_points"] = cmp_.accuracy["diff_points"]
             evidence["mcnemar_p_worse"] = cmp_.mcnemar["p_regressed"]
             evidence["verdict_vs_reference"] = cmp_.verdict
+            if cmp_.differs and cmp_.verdict != "regressed":
+                t = cmp_.logprob_test
+                notes.append(f"log-probs differ from the reference beyond tolerance ({t.get('k')}/{t.get('n')} "
+                             f"samples, verdict {cmp_.verdict}) without a clear direction at this n; rerun with "
+                             f"more samples before concluding there is no pattern")
     parse_rate = len(m["valid"]) / n
     evidence["valid_answer_rate"] = parse_rate
     ehw = easy_hard_split(ref_recs, recs, P["easy_right_hard_wrong"], alpha, notes) if cmp_ is not None else None
@@ -481,11 +497,17 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
     cw = P["coherent_wrong"]
     if parse_rate >= cw["parse_min"]:
         if cmp_ is not None:
-            if cmp_.mcnemar["p_regressed"] < alpha and -cmp_.accuracy["diff_points"] >= cw["min_effect_points"]:
+            acc_drop = cmp_.mcnemar["p_regressed"] < alpha and -cmp_.accuracy["diff_points"] >= cw["min_effect_points"]
+            if acc_drop or cmp_.verdict == "regressed":
                 lost = [c for r, c in _pairs(ref_recs, recs) if r.get("correct") and not c.get("correct")]
+                if not lost:  # a log-prob regression without flips: show the samples that moved most
+                    moved = {f["id"] for f in cmp_.flips}
+                    lost = [c for c in recs if c.get("id") in moved]
                 add("coherent_wrong", lost, n, accuracy_points=acc, reference_points=cmp_.accuracy["ref_points"],
                     losses=cmp_.mcnemar["b"], gains=cmp_.mcnemar["c"], p_worse=cmp_.mcnemar["p_regressed"],
-                    top_letter_share=evidence.get("top_letter_share"))
+                    verdict=cmp_.verdict, evidence=", ".join(cmp_.evidence) or "accuracy",
+                    right_answer_prob_change_points=_pts(cmp_.logprob.get("delta_gold_prob_mean")),
+                    kl_exceed_rate=cmp_.logprob_test.get("rate"), top_letter_share=evidence.get("top_letter_share"))
         elif is_mc and acc <= 25.0 + cw["chance_margin_points"]:
             wrong_rows = [r for r in recs if not r.get("correct")]
             add("coherent_wrong", wrong_rows, n, accuracy_points=acc, chance_points=25.0,
@@ -499,6 +521,33 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
     return Classification(label=prim.label, title=prim.title, next_step=prim.next_step, root_cause=prim.root_cause,
                           phase=prim.phase, n=n, accuracy=acc, evidence=evidence, findings=findings,
                           examples=prim.examples, notes=notes)
+
+
+def _random_answers(ref_recs, recs, p: dict, evidence: dict) -> dict | None:
+    """Multiple choice: on subjects the reference knows (accuracy >= random_known_min), are the
+    candidate's letters at chance *and* spread over the letters (not one constant letter, which is
+    'consistently wrong')? Then the answers no longer depend on the question: random tokens."""
+    pairs = _pairs(ref_recs, recs)
+    by_subj: dict[str, list] = {}
+    for r, c in pairs:
+        by_subj.setdefault(str(r.get("subject")), []).append((r, c))
+    known_min = p.get("random_known_min", 0.9)
+    known = [x for v in by_subj.values() if sum(bool(r.get("correct")) for r, _ in v) / len(v) >= known_min for x in v]
+    if len(known) < p.get("random_min_samples", 10):
+        return None
+    ref_acc = 100.0 * sum(bool(r.get("correct")) for r, _ in known) / len(known)
+    cand_acc = 100.0 * sum(bool(c.get("correct")) for _, c in known) / len(known)
+    letters = Counter(c.get("parsed") for _, c in known if c.get("parsed") in LETTERS)
+    share = letters.most_common(1)[0][1] / sum(letters.values()) if letters else None
+    matched = cand_acc <= 25.0 + p.get("random_band_points", 10.0) and share is not None and \
+        share <= p.get("random_max_top_letter_share", 0.6)
+    return {"matched": matched, "known_n": len(known), "known_subject_ref_points": ref_acc,
+            "known_subject_cand_points": cand_acc, "known_top_letter_share": share,
+            "rows": [c for r, c in known if not c.get("correct")]}
+
+
+def _pts(x):
+    return None if x is None else 100.0 * x
 
 
 def _median(vals):

@@ -215,3 +215,51 @@ def test_classify_command(tmp_path, capsys):
     assert main(["classify", str(tmp_path / "cand"), "--json"]) == 0
     assert '"label": "meta_text"' in capsys.readouterr().out
     assert main(["classify", str(tmp_path / "cand"), "--world-size", "two=x"]) == 2
+
+
+# -- emulator fault runs (the demo model + ad-emulator; skipped when absent) ---------------------
+
+
+@pytest.fixture(scope="module")
+def emulator_runs():
+    from harness.paths import DEMO_MMLU, DEMO_MODEL
+
+    if not (DEMO_MODEL / "model.safetensors").is_file():
+        pytest.skip("demo model not built")
+    pytest.importorskip("harness.backends.emulator.backend")
+    from harness.evaluate import EvalSpec, run_evaluation
+
+    def ev(backend, config, n=60):
+        res = run_evaluation(EvalSpec(backend=backend, model=str(DEMO_MODEL), task="mmlu", config=config,
+                                      dataset=str(DEMO_MMLU), samples=n, seed=0))
+        assert res.status == "ok", res.error
+        return res.records
+
+    return ev, ev("hf", {})
+
+
+@pytest.mark.parametrize("host,fault,extra,expected", [
+    ("match_repeat_kv", "nan_on_prefill", {}, {"nonfinite"}),
+    ("insert_cached_attention", "kv_cache_garbage", {}, {"empty_or_eos"}),
+    ("optimize_rope", "rope_applied_twice", {}, {"gibberish"}),
+    ("fuse_silu_mul", "compiled_lowering_bug", {}, {"coherent_wrong"}),
+    ("match_attention_layout", "wrong_softmax_scale", {}, {"coherent_wrong", "easy_right_hard_wrong"}),
+    ("fuse_rmsnorm", "hardcoded_eps", {}, {"coherent_wrong", "easy_right_hard_wrong"}),
+    (None, None, {}, {"no_pattern"}),
+])
+def test_emulator_fault_families(emulator_runs, host, fault, extra, expected):
+    ev, ref = emulator_runs
+    config = {"transforms": {host: {"fault": fault, **extra}}} if host else {}
+    c = classify(ev("ad-emulator", config), reference_records=ref, task="mmlu")
+    assert c.label in expected, c.summary_lines()
+    if fault == "nan_on_prefill":
+        assert c.findings[0].evidence["at_first_position"] == c.n  # NaN already on the prefill
+
+
+def test_emulator_world_size_dependence(emulator_runs):
+    ev, ref = emulator_runs
+    cfg = {"transforms": {"sharding_transform_executor": {"fault": "head_reshape_stride"}}}
+    ws1, ws2 = ev("ad-emulator", {**cfg, "world_size": 1}), ev("ad-emulator", {**cfg, "world_size": 2})
+    c = classify(ws2, reference_records=ref, world_size_runs={1: ws1, 2: ws2}, task="mmlu")
+    assert c.label == "world_size_dependence" and "4c" in c.phase
+    assert c.findings[0].evidence["failing_world_sizes"] == [2]
