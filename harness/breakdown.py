@@ -25,7 +25,10 @@ Flags (the Phase-5 table of the method; each with the numbers behind it):
   subject accuracy, or the reference's own margin when no subject is "hard") -> near-decision-
   boundary sensitivity, a subtle numerical error.
 * ``length_correlated`` - among the samples the reference got right, those the candidate lost
-  have longer prompts (one-sided Mann-Whitney U) -> verify truncation / chunked prefill.
+  have longer prompts *within their subject* (one-sided Mann-Whitney U on within-subject
+  percentile ranks, so a subject that is both long and broken does not fake it), or subjects with
+  longer prompts lose more (Spearman across subjects, significant) -> verify truncation / chunked
+  prefill. The pooled (unstratified) p-value is reported beside them.
 
 "Informative" subjects are those where the reference is at least 15 points above chance; a subject
 the reference answers at chance cannot lose accuracy to a fault.
@@ -176,23 +179,43 @@ def _flags(pairs, subj, is_mc, chance, alpha) -> dict:
                                       "implication": "near-decision-boundary sensitivity - suspect a subtle "
                                                      "numerical error"}
 
-    # prompt length
+    # prompt length: pooled, within subjects (percentile ranks), and across subjects
     lost = [r.get("prompt_tokens") for r, c in pairs if r.get("correct") and not c.get("correct")]
     kept = [r.get("prompt_tokens") for r, c in pairs if r.get("correct") and c.get("correct")]
     lost = [x for x in lost if isinstance(x, (int, float))]
     kept = [x for x in kept if isinstance(x, (int, float))]
     p_len = stats.mann_whitney_greater(lost, kept) if len(lost) >= 3 and kept else None
-    rho = None
+    p_within = None
+    if len(lost) >= 3 and kept:
+        from scipy.stats import rankdata
+
+        by_s: dict[str, list] = {}
+        for r, c in pairs:
+            if r.get("correct") and isinstance(r.get("prompt_tokens"), (int, float)):
+                by_s.setdefault(str(r.get("subject")), []).append((r["prompt_tokens"], not c.get("correct")))
+        lr, kr = [], []
+        for items in by_s.values():
+            if len({t for t, _ in items}) < 2:  # no length variation within this subject
+                continue
+            pct = (rankdata([t for t, _ in items]) - 0.5) / len(items)  # mid-rank percentile: ties -> equal
+            for q, (_, was_lost) in zip(pct, items):
+                (lr if was_lost else kr).append(float(q))
+        if len(lr) >= 3 and kr:
+            p_within = stats.mann_whitney_greater(lr, kr)
+    rho = rho_p = None
     if len(subj) >= 4 and subj["mean_prompt_tokens"].notna().all() and subj["mean_prompt_tokens"].nunique() > 1 \
             and subj["delta"].nunique() > 1:
         from scipy.stats import spearmanr
 
         r_ = spearmanr(subj["mean_prompt_tokens"], subj["delta"])
-        rho = None if math.isnan(r_.statistic) else float(r_.statistic)
+        if not math.isnan(r_.statistic):
+            rho, rho_p = float(r_.statistic), float(r_.pvalue)
+    across = rho is not None and rho < 0 and rho_p < alpha
     flags["length_correlated"] = {
-        "flag": bool(p_len is not None and p_len < alpha), "p_lost_longer": p_len, "lost": len(lost),
+        "flag": bool((p_within is not None and p_within < alpha) or across), "p_lost_longer": p_len,
+        "p_lost_longer_within_subject": p_within, "lost": len(lost),
         "lost_median_tokens": _median(lost), "kept_median_tokens": _median(kept),
-        "subject_length_vs_delta_spearman": rho,
+        "subject_length_vs_delta_spearman": rho, "subject_length_vs_delta_p": rho_p,
         "implication": "errors correlate with prompt length - verify truncation behaviour and chunked prefill"}
     return flags
 

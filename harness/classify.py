@@ -32,8 +32,9 @@ What is measured (no guessing from a single output):
 * easy_right_hard_wrong - difficulty from the reference: subjects split by the reference's
   per-subject accuracy (subjects at chance in the reference carry no information and are left
   out); when that split is not possible (e.g. every informative subject is easy), samples split
-  by the reference's own confidence (its top1-top2 log-prob margin on the samples it got right):
-  a subtle numerical error loses near-boundary samples and keeps confident ones.
+  by the reference's own confidence (its top1-top2 letter margin): a subtle numerical error
+  loses near-boundary samples (a significant *net* loss among the less confident half, McNemar)
+  and keeps confident ones; rounding noise flips near ties both ways and is not flagged.
 * coherent_wrong - valid answers, but significantly fewer right than the reference (paired
   McNemar), or a paired ``regressed`` verdict against the reference (harness.verdict: the
   log-probability test finds subtle faults long before accuracy does), or near chance without a
@@ -609,34 +610,32 @@ def easy_hard_split(ref_recs, recs, p: dict | None = None, alpha: float = 0.05, 
         out["rows"] = [c for r, c in ph if r.get("correct") and not c.get("correct")]
         out["total"] = len(ph)
         return out
-    # sample level: confidence of the reference on the samples it got right
-    right = [(r, c) for r, c in pairs if r.get("correct")]
-    margins = []
-    for r, c in right:
+    # sample level: the reference's own confidence (top1-top2 letter margin), all samples
+    scored = []
+    for r, c in pairs:
         d = sample_divergence(r, c)
         if d.ref_margin is not None and math.isfinite(d.ref_margin):
-            margins.append((d.ref_margin, r, c))
-    if len(margins) < 20:
+            scored.append((d.ref_margin, r, c))
+    if len(scored) < 20:
         if not (easy and hard):
             notes.append("easy/hard split not possible: the reference has no subjects on both sides of "
                          f"{easy_min:.0f}% and too few log-prob margins for a per-sample split")
         return None
-    margins.sort(key=lambda t: t[0])
-    half = len(margins) // 2
-    low, high = margins[:half], margins[half:]
-    lost_low = sum(1 for _, r, c in low if not c.get("correct"))
-    lost_high = sum(1 for _, r, c in high if not c.get("correct"))
-    from scipy.stats import fisher_exact
-
-    pv = float(fisher_exact([[lost_low, len(low) - lost_low], [lost_high, len(high) - lost_high]],
-                            alternative="greater").pvalue)
-    rate_low, rate_high = lost_low / len(low), lost_high / len(high)
-    out.update(split="sample (reference margin)", margin_median=margins[half][0], low_margin_lost=lost_low,
-               low_margin_n=len(low), high_margin_lost=lost_high, high_margin_n=len(high), p_low_worse=pv,
-               low_margin_loss_points=100 * rate_low, high_margin_loss_points=100 * rate_high)
-    out["matched"] = pv < alpha and 100 * (rate_low - rate_high) >= p.get("margin_points", 5.0) and \
-        100 * rate_high <= p.get("easy_tolerance_points", 5.0)
-    out["rows"] = [c for _, r, c in low if not c.get("correct")]
+    scored.sort(key=lambda t: t[0])
+    half = len(scored) // 2
+    low, high = [(r, c) for _, r, c in scored[:half]], [(r, c) for _, r, c in scored[half:]]
+    bl, cl, dl = group(low)
+    bh, ch, dh = group(high)
+    pw = stats.mcnemar_exact(bl, cl).p_regressed
+    out.update(split="sample (reference margin)", margin_median=scored[half][0], low_margin_n=len(low),
+               high_margin_n=len(high), low_margin_drop_points=dl, high_margin_drop_points=dh,
+               low_margin_losses=bl, low_margin_gains=cl, high_margin_losses=bh, high_margin_gains=ch,
+               low_margin_p_worse=pw)
+    # a net loss concentrated on the samples the reference was unsure of; noise that flips near
+    # ties both ways (bf16 rounding) has no net loss and is not flagged
+    out["matched"] = pw < alpha and dl - dh >= p.get("margin_points", 5.0) and \
+        dh <= p.get("easy_tolerance_points", 5.0)
+    out["rows"] = [c for r, c in low if r.get("correct") and not c.get("correct")]
     out["total"] = len(low)
     return out
 

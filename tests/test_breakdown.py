@@ -130,3 +130,12 @@ def test_breakdown_command(tmp_path, capsys):
     assert main(["breakdown", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "bd")]) == 0
     out = capsys.readouterr().out
     assert "uniform_drop: FLAGGED" in out and (tmp_path / "bd" / "breakdown.png").is_file()
+
+
+def test_constant_length_subjects_do_not_fake_a_length_effect():
+    # every subject has one prompt length (as in the demo set); only one subject loses answers
+    lens = {s: 100 + 50 * k for k, s in enumerate(SUBJ)}
+    ref = reference(SUBJ, tokens=lambda s, i: lens[s])
+    cand = degrade(ref, lambda r, rng: r["subject"] == "anatomy" and rng.random() < 0.3)
+    f = breakdown_tables(ref, cand)["flags"]["length_correlated"]
+    assert f["p_lost_longer_within_subject"] is None and not f["flag"]
