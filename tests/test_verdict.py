@@ -259,3 +259,58 @@ def test_compare_command_text_json_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: cannot compare these runs: PROMPT MISMATCH: 80 of 80")
     assert main(["compare", a, str(tmp_path / "missing")]) == 2
+
+
+# -- per-sample log-prob statistics ------------------------------------------------------------
+
+
+def test_letter_kl_js_margin_and_robustness():
+    from harness.logprob_stats import compare_logprobs, sample_divergence
+
+    p = [0.7, 0.1, 0.1, 0.1]
+    q = [0.4, 0.4, 0.1, 0.1]
+    d = sample_divergence(record(0, "A", p), record(0, "A", q))
+    kl = sum(a * math.log(a / b) for a, b in zip(p, q))
+    assert d.status == "ok" and d.kl == pytest.approx(kl) and d.js > 0 and d.agree is True
+    assert d.ref_margin == pytest.approx(math.log(7))
+    assert d.delta_gold_prob == pytest.approx(-0.3)
+    # renormalised over the letters: an unnormalised but proportional distribution gives KL 0
+    r2 = record(0, "A", p)
+    r2["answer_logprobs"] = {k: v - 2.0 for k, v in r2["answer_logprobs"].items()}
+    assert sample_divergence(record(0, "A", p), r2).kl == pytest.approx(0.0, abs=1e-12)
+    # missing, NaN on one side, NaN on both
+    assert sample_divergence(record(0, "A", p), {**record(0, "A", q), "answer_logprobs": None}).status == "missing"
+    nan_c = sample_divergence(record(0, "A", p), record(0, "A", q, nonfinite=True))
+    assert nan_c.status == "nonfinite_cand" and nan_c.kl == math.inf and nan_c.delta_gold_prob == pytest.approx(-0.7)
+    both = sample_divergence(record(0, "A", p, nonfinite=True), record(0, "A", q, nonfinite=True))
+    assert both.status == "nonfinite_both" and not both.usable
+    # near-tie vs confident flips
+    tie = sample_divergence(record(1, "A", [0.36, 0.34, 0.15, 0.15]), record(1, "A", [0.34, 0.36, 0.15, 0.15]))
+    conf = sample_divergence(record(2, "A", [0.9, 0.05, 0.03, 0.02]), record(2, "A", [0.1, 0.85, 0.03, 0.02]))
+    _, s = compare_logprobs([(record(1, "A", [0.36, 0.34, 0.15, 0.15]), record(1, "A", [0.34, 0.36, 0.15, 0.15])),
+                             (record(2, "A", [0.9, 0.05, 0.03, 0.02]), record(2, "A", [0.1, 0.85, 0.03, 0.02]))])
+    assert tie.agree is False and tie.ref_margin < 0.1 and conf.ref_margin > 2
+    assert (s.flips, s.near_tie_flips, s.confident_flips) == (2, 1, 1)
+
+
+def gen_record(i, ids, correct=True, top=None):
+    return {"id": f"g/{i}", "subject": "gsm8k", "reference": "42", "prompt_hash": prompt_hash(f"g{i}"),
+            "prompt_token_hash": None, "output": " ".join(map(str, ids)), "token_ids": ids, "finish_reason": "stop",
+            "parsed": "42" if correct else "7", "correct": correct, "answer_logprobs": None, "top_logprobs": top}
+
+
+def test_generation_first_divergent_token_prefill_vs_decode():
+    base = list(range(10, 30))
+    ref = [gen_record(i, base, top=[{"a": -0.1, "b": -2.5}] * 20) for i in range(6)]
+    cand = [gen_record(0, base), gen_record(1, [99] + base[1:], correct=False),  # prefill
+            gen_record(2, base[:5] + [99] + base[6:], correct=False),  # decode at 5
+            gen_record(3, base[:12]), gen_record(4, base), gen_record(5, base[:3] + [1] + base[4:])]
+    c = compare_runs(ref, cand)
+    g = c.generation
+    assert g["is_generation"] and g["n_diverged"] == 4 and g["n_prefill"] == 1 and g["n_decode"] == 3
+    assert {d.id: d.first_divergence for d in c.per_sample if d.first_divergence is not None} == \
+        {"g/1": 0, "g/2": 5, "g/3": 12, "g/5": 3}
+    assert [d.divergence_ref_margin for d in c.per_sample if d.id == "g/1"] == [pytest.approx(2.4)]
+    text = "\n".join(c.summary_lines())
+    assert "position 0 (prefill) in 1, later (decode / KV-cache path) in 3" in text
+    assert not c.logprob_test["available"]  # no answer letters: accuracy only
