@@ -166,11 +166,7 @@ class Bisector:
         if verdict != "regressed":
             self.phase5()
             return self.finish()
-        # Phase 5 needs only the decisive comparison: compute it while the workers run the rest
-        import threading
 
-        p5 = threading.Thread(target=self.phase5, name="harness-phase5", daemon=True)
-        p5.start()
         minimal_verdict = self.phase3()
         if minimal_verdict == "regressed":
             self.outcome = "core_path"
@@ -186,7 +182,7 @@ class Bisector:
             self.phase4a()
         if self.plan.world_size > 1:
             self.phase4c()
-        p5.join()
+        self.phase5()  # inline: the breakdown's statistics are not reproducible when run beside evaluations
         return self.finish()
 
     # Phase 0 -----------------------------------------------------------------------------
@@ -462,6 +458,7 @@ class Bisector:
         if ref is None or cand is None or ref.status != "ok" or cand.status != "ok":
             self.phases["5"] = {"ran": False, "note": "no paired records"}
             return
+        self.phase("phase 5: per-subject breakdown")
         from harness.bisect.breakdown_table import per_subject
 
         out = {"ran": True, "comparison": "reference vs full candidate (Phase 1)",

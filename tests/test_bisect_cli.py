@@ -1,0 +1,119 @@
+"""bisect's command line: bad inputs -> one clear line and exit 2; --dry-run prints the plan without
+evaluating; SIGKILL mid-run then rerun repeats no finished evaluation and writes the same summary."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.cli import main
+from harness.paths import DEMO_MMLU, DEMO_MODEL, REPO_ROOT
+
+needs_demo = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file() or not DEMO_MMLU.is_dir(),
+                                reason="demo model/data not built (scripts/build_demo.py)")
+
+
+def one_line_error(capsys, argv) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+@needs_demo
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("transforms:\n  fuse_rmsnrom: {enabled: false}\n")
+    err = one_line_error(capsys, ["bisect", "--config", str(unknown), *cache])
+    assert "fuse_rmsnrom" in err and "fuse_rmsnorm" in err  # names the value and the valid ones
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("transforms:\n  fuse_rmsnorm:\n    enabled: [false\n")
+    err = one_line_error(capsys, ["bisect", "--config", str(bad), *cache])
+    assert "bad.yaml" in err and "line" in err
+
+    err = one_line_error(capsys, ["bisect", "--model", str(tmp_path / "no_such_model"), *cache])
+    assert "no_such_model" in err
+
+    blocker = tmp_path / "file_not_dir"
+    blocker.write_text("x")
+    err = one_line_error(capsys, ["bisect", "--out", str(blocker / "reports"), "--cache-dir", str(tmp_path / "c")])
+    assert "not writable" in err and "--out" in err
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("knobs: [fuse_nothing]\n")
+    err = one_line_error(capsys, ["bisect", "--ablation", str(plan), *cache])
+    assert "fuse_nothing" in err and "optimize_rope" in err
+
+    err = one_line_error(capsys, ["bisect", "--backend", "no-such-backend", *cache])
+    assert "no-such-backend" in err and "ad-emulator" in err
+    assert not (tmp_path / "cache").exists()  # nothing was evaluated
+
+
+@needs_demo
+def test_dry_run_prints_plan_and_evaluates_nothing(tmp_path, capsys):
+    cfg = tmp_path / "ad.yaml"
+    cfg.write_text("world_size: 2\ntransforms:\n  optimize_rope: {fault: rope_applied_twice}\n")
+    rc = main(["bisect", "--config", str(cfg), "--dry-run", "--cache-dir", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for text in ("phases:", "worst case:", "optimize_rope", "fusion", "compile_backend", "world_size",
+                 "switches detect_sharding, sharding_transform_executor", "4c", "requires world_size"):
+        assert text in out, text
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def _stable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "run"}
+
+
+@needs_demo
+def test_sigkill_then_rerun_repeats_no_evaluation_and_same_summary(tmp_path):
+    from harness.store import Store
+
+    cfg = tmp_path / "ad.yaml"
+    cfg.write_text("transforms:\n  optimize_rope: {fault: rope_applied_twice}\n")
+    cache, out = tmp_path / "cache", tmp_path / "reports"
+    argv = [sys.executable, "-m", "harness", "bisect", "--config", str(cfg), "--samples", "18", "--executor",
+            "inprocess", "--quiet", "--cache-dir", str(cache), "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (cache / "store.sqlite").exists() or any(cache.glob("*.sqlite*")):
+                with Store(cache) as st:
+                    if len(st) >= 3:
+                        break
+            time.sleep(0.2)
+        assert proc.poll() is None, "bisect finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    with Store(cache) as st:
+        before = {r["key"] for r in st.rows()}
+    assert len(before) >= 3 and not list(out.glob("bisect-*/summary.json"))
+
+    def rerun():
+        r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        (path,) = list(out.glob("bisect-*/summary.json"))
+        return json.loads(path.read_text())
+
+    first = rerun()
+    with Store(cache) as st:
+        after = {r["key"] for r in st.rows()}
+    assert first["run"]["runner"]["evaluations_run"] == len(after - before)  # nothing stored was re-run
+    assert first["outcome"] == "culprit" and first["culprits"][0]["knobs"] == ["optimize_rope"]
+    second = rerun()
+    assert second["run"]["runner"]["evaluations_run"] == 0
+    assert _stable(second) == _stable(first)
