@@ -208,13 +208,14 @@ class Comparison:
     generation: dict = field(default_factory=dict)
     noise: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
-    flips: list[dict] = field(default_factory=list)  # examples of discordant / flipped samples
+    flips: list[dict] = field(default_factory=list)  # examples of discordant / flipped samples (largest KL first)
+    flips_total: int = 0  # how many samples are discordant or flipped (flips holds at most 20)
     per_sample: list[SampleDivergence] = field(default_factory=list)
 
     def to_dict(self, per_sample: bool = False) -> dict:
         d = {k: getattr(self, k) for k in ("verdict", "reasons", "evidence", "differs", "n", "labels", "pairing",
                                           "accuracy", "mcnemar", "bootstrap", "trtllm", "logprob", "logprob_test",
-                                          "generation", "noise", "params", "flips")}
+                                          "generation", "noise", "params", "flips", "flips_total")}
         if per_sample:
             d["per_sample"] = [vars(s) for s in self.per_sample]
         return json_safe(d)
@@ -241,7 +242,7 @@ class Comparison:
                      f"candidate {a['cand_points']:.1f}% [{a['cand_ci'][0]:.1f}, {a['cand_ci'][1]:.1f}]  (Wilson 95%)")
             bs = self.bootstrap
             L.append(f"difference: {a['diff_points']:+.1f} points, paired bootstrap {100 * (1 - bs['alpha']):.0f}% CI "
-                     f"[{100 * bs['lo']:+.1f}, {100 * bs['hi']:+.1f}]  (min effect {self.params['min_effect']:g} points)")
+                     f"[{100 * bs['lo']:+.1f}, {100 * bs['hi']:+.1f}]  (min effect {self.params['min_effect']:g} point{'' if self.params['min_effect'] == 1 else 's'})")
             m = self.mcnemar
             L.append(f"McNemar exact: b={m['b']} (reference right, candidate wrong), c={m['c']} (reverse); "
                      f"p two-sided {_p(m['p_two_sided'])}, one-sided worse {_p(m['p_regressed'])}, better "
@@ -508,7 +509,7 @@ def compare_runs(ref_records, cand_records, alpha: float = DEFAULT_ALPHA, min_ef
     return Comparison(verdict=verdict, reasons=reasons, evidence=evidence, differs=differs, n=n, labels=lab,
                       pairing=pairing.summary(), accuracy=accuracy, mcnemar=mcn.to_dict(), bootstrap=boot.to_dict(),
                       trtllm=trtllm, logprob=lps.to_dict(), logprob_test=lp_test, generation=generation,
-                      noise=noise_d, params=params, flips=flips[:20], per_sample=divs)
+                      noise=noise_d, params=params, flips=flips[:20], flips_total=len(flips), per_sample=divs)
 
 
 def _same_or_inconclusive(lp_available, lp_test, acc_sig, diff, min_effect, boot, unexplained, rate):

@@ -314,3 +314,21 @@ def test_generation_first_divergent_token_prefill_vs_decode():
     text = "\n".join(c.summary_lines())
     assert "position 0 (prefill) in 1, later (decode / KV-cache path) in 3" in text
     assert not c.logprob_test["available"]  # no answer letters: accuracy only
+
+
+def test_compare_command_with_aa_noise(tmp_path, capsys):
+    from harness.cli import main
+
+    ref = make_run(120)
+    a = write_run_dir(tmp_path / "a", ref, label="pt")
+    b = write_run_dir(tmp_path / "b", _jitter(ref, 0.6, 9), label="ad")
+    aa = [write_run_dir(tmp_path / f"aa{i}", _jitter(ref, 0.6, i), label="pt") for i in range(2)]
+    assert main(["compare", a, b, "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["logprob_test"]["divergent"] and plain["flips_total"] > 0
+    args = ["compare", a, b, "--json"] + [x for p in aa for x in ("--aa", p)]
+    assert main(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["noise"]["n_runs"] == 2 and d["verdict"] in ("same", "inconclusive")
+    assert d["logprob_test"]["tolerance"] > 0.01 and d["runs"]["aa"] == aa
+    assert main(["compare", a, b, "--kl-tolerance", "-1"]) == 2

@@ -72,7 +72,7 @@ def run(args) -> int:
         print(line)
     if cmp_.flips and args.flips > 0:
         print(f"flipped / discordant samples (largest KL first, {min(args.flips, len(cmp_.flips))} of "
-              f"{len(cmp_.flips)} shown):")
+              f"{cmp_.flips_total} shown):")
         for f in cmp_.flips[: args.flips]:
             kl = "-" if f["kl"] is None else f"{f['kl']:.3g}"
             mg = "-" if f["ref_margin"] is None else f"{f['ref_margin']:.3g}"
