@@ -339,6 +339,12 @@ def compare_runs(ref_records, cand_records, alpha: float = DEFAULT_ALPHA, min_ef
     stats._check_alpha(alpha)
     if min_effect < 0 or not math.isfinite(min_effect):
         raise HarnessError(f"min_effect must be a non-negative number of accuracy points, got {min_effect!r}")
+    if not (isinstance(kl_tolerance, (int, float)) and kl_tolerance >= 0 and math.isfinite(kl_tolerance)):
+        raise HarnessError(f"kl_tolerance must be a non-negative number of nats, got {kl_tolerance!r}; pass e.g. "
+                           f"--kl-tolerance {DEFAULT_KL_TOLERANCE}")
+    if not (isinstance(kl_exceed_rate, (int, float)) and 0 <= kl_exceed_rate < 1):
+        raise HarnessError(f"kl_exceed_rate must be in [0, 1), got {kl_exceed_rate!r}; pass e.g. --kl-exceed-rate "
+                           f"{DEFAULT_KL_EXCEED_RATE}")
     if on_invalid not in ("raise", "unresolved"):
         raise HarnessError(f"on_invalid must be 'raise' or 'unresolved', got {on_invalid!r}")
     labels = labels or ("reference", "candidate")
