@@ -149,7 +149,7 @@ def _key(entry: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def evaluate_all(names: list[str], cache: Path | None, model: str, dataset: str, log) -> dict:
+def evaluate_all(names: list[str], cache: Path | None, model: str, dataset: str, log, fresh: bool = False) -> dict:
     """{name: records} for the reference and each config, evaluated once on the whole set (cached)."""
     from harness.evaluate import EvalSpec, run_evaluation
     from harness.records import read_records, write_records
@@ -158,7 +158,7 @@ def evaluate_all(names: list[str], cache: Path | None, model: str, dataset: str,
     for name in ["reference"] + names:
         entry = REFERENCE if name == "reference" else CONFIGS[name]
         path = cache / f"{name.replace('/', '__')}-{_key(entry)}.jsonl" if cache else None
-        if path is not None and path.is_file():
+        if path is not None and path.is_file() and not fresh:
             out[name] = read_records(path)
             log(f"  {name}: {len(out[name])} records (cached)")
             continue
@@ -255,6 +255,7 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--cache", default=str(ROOT / "reports" / "bench_detection_cache"),
                     help="Directory caching each configuration's records ('' disables).")
+    ap.add_argument("--fresh", action="store_true", help="Re-evaluate every configuration (refresh the cache).")
     ap.add_argument("--configs", default="", help="Comma-separated subset of configuration names.")
     ap.add_argument("--model", default=str(DEMO_MODEL))
     ap.add_argument("--dataset", default=str(DEMO_MMLU))
@@ -271,7 +272,7 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     log("evaluating each configuration once on the whole demo set ...")
-    records = evaluate_all(names, Path(args.cache) if args.cache else None, args.model, args.dataset, log)
+    records = evaluate_all(names, Path(args.cache) if args.cache else None, args.model, args.dataset, log, args.fresh)
     t_eval = time.time() - t0
     ref = records["reference"]
     configs = {}
