@@ -47,7 +47,7 @@ _FAULTS = [
           "block-wise weight scales taken from the neighbouring block: some blocks saturate at +-448, "
           "others lose precision; major but not catastrophic drop (about 5-20 points)",
           "4a Step 2: incorrect block-scale computation", FP8_COND,
-          "block size (elements per side of a weight block, default 16; smaller = more damage)"),
+          "block size: elements per side of a square weight block (default 10, about -8 points on the demo; 6 about -13, 4 about -18; not monotone: 12 and 24 are mild)"),
     Fault("to_instead_of_view", ("fuse_fp8_linear",), "quant",
           "the kernel path converts the packed uint8 weight bytes with .to(float8) instead of "
           "reinterpreting them with .view(float8): garbage weights, no error, accuracy near chance",
@@ -84,10 +84,25 @@ _FAULTS = [
           "without shape metadata): NaN logits, non-finite log-probabilities on every sample",
           "2: NaN in logits, especially on prefill"),
     Fault("hardcoded_eps", ("fuse_rmsnorm",), "numerics",
-          "the fused RMSNorm kernel wrapper uses its own epsilon instead of config.rms_norm_eps: a "
-          "subtle, uniform precision loss of a few points; large strengths degrade further",
-          "5: all subjects uniformly a few points below; 4b: config value hardcoded",
-          strength="epsilon the kernel uses (default 0.05, about 3 points on the demo model)"),
+          "the fused RMSNorm kernel wrapper uses its own epsilon instead of config.rms_norm_eps: "
+          "coherent answers, easy subjects start to fail; graded from KL-only to catastrophic",
+          "5: easy subjects correct, hard ones wrong / uniform loss; 4b: config value hardcoded",
+          strength="epsilon the kernel uses (default 0.05: about -6 points on the demo; 0.03 KL-only, "
+                   "0.1 about -13, 0.2 about -30)"),
+    Fault("low_precision_rope", ("optimize_rope",), "numerics",
+          "the optimized RoPE cache is built from positions held in a narrow float (bf16 keeps 7 mantissa "
+          "bits: positions above 256 round to even numbers): relative positions blur late in long prompts; "
+          "the subtle precision loss of about 3 accuracy points at the default",
+          "5: a few points below, uniform / prompt-length correlated; 2: easy subjects right, hard wrong",
+          strength="mantissa bits of the position, fractional allowed (default 6.5: about -3 points on the "
+                   "demo; 7 KL-only, 6.7 about -1.5, 6.3 about -8, 5 about -22, 3 chance; >= 8 exact "
+                   "for prompts under 512 tokens)"),
+    Fault("low_precision_norm", ("fuse_rmsnorm",), "numerics",
+          "the fused RMSNorm kernel writes its output with too few mantissa bits: element-wise rounding "
+          "noise that moves log-probabilities and flips near-tie answers but leaves accuracy unchanged "
+          "(visible to paired KL / flip tests, not to accuracy)",
+          "5: no accuracy gap, only logit-level drift (bf16-like noise, larger)",
+          strength="mantissa bits kept, may be fractional (default 2.0; bf16 keeps 7, fp8 e4m3 3)"),
     Fault("lowprecision_allreduce", ("fuse_allreduce_residual_rmsnorm",), "sharding",
           "the fused all-reduce reduces in bfloat16 (one-shot kernel / LOWPRECISION strategy): a small "
           "drift of log-probabilities, few or no flipped answers, only at world_size > 1",
@@ -103,7 +118,8 @@ _FAULTS = [
           "fuse_rmsnorm, appends the norm-weight multiply again (weight applied twice): correct "
           "alone, wrong together with fuse_rmsnorm",
           "3/6: the drop needs both transforms enabled (interaction)",
-          "only when fuse_rmsnorm is also enabled"),
+          "only when fuse_rmsnorm is also enabled",
+          "extra applications k of the weight, i.e. weight**(1+k) (default 1: applied twice)"),
 ]
 
 FAULTS: dict[str, Fault] = {f.name: f for f in _FAULTS}

@@ -110,6 +110,15 @@ def slice_linear(mod: nn.Module, rows: slice | None = None, cols: slice | None =
     return new
 
 
+def round_mantissa(x: torch.Tensor, bits: float) -> torch.Tensor:
+    """Round to a float grid with ``bits`` mantissa bits (bf16 has 7, fp8 e4m3 3); ``bits`` may be
+    fractional (grid step 2**(exponent - bits)). Deterministic and element-wise."""
+    xf = x.to(torch.float32)
+    exp = torch.floor(torch.log2(xf.abs().clamp(min=1e-30)))
+    step = torch.exp2(exp - float(bits))
+    return (torch.round(xf / step) * step).to(x.dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # RoPE
 # ----------------------------------------------------------------------------------------------
@@ -118,10 +127,12 @@ class CachedRotaryEmbedding(nn.Module):
     ``cos_sin_cache``). Same call convention and, for the default rope type, the same values as
     ``LlamaRotaryEmbedding.forward`` (identical float ops on identical inputs)."""
 
-    def __init__(self, rotary: nn.Module, max_positions: int):
+    def __init__(self, rotary: nn.Module, max_positions: int, position_bits: float | None = None):
         super().__init__()
         inv_freq = rotary.inv_freq.detach().float()
         pos = torch.arange(max_positions, dtype=torch.float32)
+        if position_bits is not None:  # the low_precision_rope fault: positions held in a narrow float
+            pos = round_mantissa(pos, position_bits)
         freqs = pos[:, None] * inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         scaling = float(getattr(rotary, "attention_scaling", 1.0))
@@ -156,31 +167,40 @@ class FusedRMSNorm(nn.Module):
         super().__init__()
         self.weight = weight
         self.variance_epsilon = eps
+        self.out_mantissa_bits = None  # the low_precision_norm fault: output rounded to this many bits
 
     def forward(self, x):
-        return rms_norm(x, self.weight, self.variance_epsilon)
+        out = rms_norm(x, self.weight, self.variance_epsilon)
+        if self.out_mantissa_bits is not None:
+            out = round_mantissa(out, self.out_mantissa_bits)
+        return out
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
 
 
 class FusedAddRMSNorm(nn.Module):
-    """``fuse_add_rms_norm``: residual add + RMSNorm in one op -> (sum, normed).
+    """``fuse_add_rms_norm``: an RMSNorm whose input is a residual add, computed by the fused
+    add+norm kernel. The add stays where it is (same float ops), the wrapped norm does the rest.
 
-    ``weight_again`` is the planted interaction bug: when the norm it fuses is already the fused
-    (weight-carrying) flashinfer op, the rewrite still appends the ``* weight`` of the torch
-    pattern, so the norm weight is applied twice."""
+    ``weight_again`` is the planted interaction bug: when the wrapped norm is already the fused
+    (weight-carrying) flashinfer op from ``fuse_rmsnorm``, the rewrite still appends the
+    ``* weight`` of the torch pattern it matched, so the norm weight is applied twice."""
 
-    def __init__(self):
+    def __init__(self, norm: nn.Module):
         super().__init__()
-        self.weight_again = False
+        self.norm = norm
+        self.weight_again = 0  # extra applications of the norm weight (the fault; 0 = correct)
 
-    def forward(self, residual, delta, norm: nn.Module):
-        h = residual + delta
-        out = norm(h)
-        if self.weight_again and isinstance(norm, FusedRMSNorm):
-            out = out * norm.weight
-        return h, out
+    @property
+    def weight(self):
+        return self.norm.weight
+
+    def forward(self, x):
+        out = self.norm(x)
+        if self.weight_again and isinstance(self.norm, FusedRMSNorm):
+            out = out * self.norm.weight ** self.weight_again
+        return out
 
 
 class FusedAllReduceAddRMSNorm(nn.Module):
@@ -345,7 +365,7 @@ class EmuMLP(hf_llama.LlamaMLP):
 
 
 class EmuDecoderLayer(hf_llama.LlamaDecoderLayer):
-    """LlamaDecoderLayer; ``post_attn_fused`` (FusedAddRMSNorm / FusedAllReduceAddRMSNorm)
+    """LlamaDecoderLayer; ``post_attn_fused`` (a FusedAllReduceAddRMSNorm)
     replaces ``residual + attn`` followed by ``post_attention_layernorm`` when a fusion ran."""
 
     def emu_init(self) -> None:

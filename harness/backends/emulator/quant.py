@@ -224,7 +224,7 @@ def quantize_fp8_linear_from_config(model, opts: dict, ctx: dict) -> int:
         elif fault == "inverted_scale":
             new.weight_scale = 1.0 / new.weight_scale
         elif fault == "wrong_block_scale":
-            new.requantize_blocks(int(opts.get("fault_strength") or 16), misalign=True)
+            new.requantize_blocks(int(opts.get("fault_strength") or 10), misalign=True)
         replace_module(model, path, new)
         n += 1
     return n
@@ -246,7 +246,7 @@ def fuse_fp8_linear(model, opts: dict, ctx: dict) -> int:
         elif fault == "to_instead_of_view":
             new.reinterpret = "to"
         elif fault == "wrong_block_scale":
-            new.requantize_blocks(int(opts.get("fault_strength") or 16), misalign=True)
+            new.requantize_blocks(int(opts.get("fault_strength") or 10), misalign=True)
         replace_module(model, path, new)
         n += 1
     return n

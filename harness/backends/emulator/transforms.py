@@ -123,7 +123,10 @@ def optimize_rope(model, opts, ctx) -> int:
     for path, mod in list(model.named_modules()):
         if type(mod) is hf_llama.LlamaRotaryEmbedding and getattr(mod, "rope_type", "default") == "default":
             max_pos = int(getattr(model.config, "max_position_embeddings", 4096) or 4096)
-            replace_module(model, path, CachedRotaryEmbedding(mod, max_pos))
+            bits = None
+            if opts.get("fault") == "low_precision_rope":
+                bits = float(opts.get("fault_strength") if opts.get("fault_strength") is not None else 6.5)
+            replace_module(model, path, CachedRotaryEmbedding(mod, max_pos, bits))
             n += 1
     if n and opts.get("fault") == "rope_applied_twice":
         for a in _attns(model):
@@ -145,20 +148,34 @@ def fuse_rmsnorm(model, opts, ctx) -> int:
     for path, mod in list(model.named_modules()):
         if type(mod) is hf_llama.LlamaRMSNorm:
             eps = mod.variance_epsilon if eps_override is None else eps_override
-            replace_module(model, path, FusedRMSNorm(mod.weight, eps))
+            fused = FusedRMSNorm(mod.weight, eps)
+            if opts.get("fault") == "low_precision_norm":
+                fused.out_mantissa_bits = float(opts.get("fault_strength") if opts.get("fault_strength") is not None
+                                                else 2.0)
+            replace_module(model, path, fused)
             n += 1
     return n
 
 
 def fuse_add_rms_norm(model, opts, ctx) -> int:
-    """residual add + post_attention_layernorm -> FusedAddRMSNorm (per decoder layer)."""
+    """Every RMSNorm fed by a residual add (post_attention_layernorm of each layer,
+    input_layernorm of every layer but the first, the final norm) -> fused add+norm."""
+    layers = _layers(model)
+    sites = []
+    for i, layer in enumerate(layers):
+        if i > 0:
+            sites.append((layer, "input_layernorm"))
+        sites.append((layer, "post_attention_layernorm"))
+    sites.append((model.model, "norm"))
     n = 0
-    for layer in _layers(model):
-        if layer.post_attn_fused is not None:
+    for parent, attr in sites:
+        norm = getattr(parent, attr)
+        if isinstance(norm, FusedAddRMSNorm):
             continue
-        fused = FusedAddRMSNorm()
-        fused.weight_again = opts.get("fault") == "norm_weight_applied_twice"
-        layer.post_attn_fused = fused
+        fused = FusedAddRMSNorm(norm)
+        if opts.get("fault") == "norm_weight_applied_twice":
+            fused.weight_again = float(opts.get("fault_strength") if opts.get("fault_strength") is not None else 1)
+        setattr(parent, attr, fused)
         n += 1
     return n
 
