@@ -186,12 +186,52 @@ class Bisector:
         return self.finish()
 
     # Phase 0 -----------------------------------------------------------------------------
+    def _likely_specs(self) -> list[EvalSpec]:
+        """Specs the next phases will probably evaluate: full, minimal and the search's first probes."""
+        specs = [self.cand_spec(self.user, "full"), self.cand_spec(self.minimal_user, "minimal")]
+        names = self.plan.knob_names
+        sets = []
+        if self.plan.strategy == "linear":
+            sets = [[n] for n in names]
+        elif len(names) > 1:
+            half = (len(names) + 1) // 2
+            c1, c2 = names[:half], names[half:]
+            sets = [c1, c1[:(len(c1) + 1) // 2], c2[:(len(c2) + 1) // 2]]
+        for on in sets:
+            specs.append(self.cand_spec(self.plan.config(self.user, self.plan.closure(on)), "probe"))
+        return specs
+
+    def _prefetch_keys(self):
+        """Compute likely cache keys in a thread while the reference runs in its worker process (the main
+        thread only waits then); joined before the main thread computes keys again."""
+        import threading
+
+        if getattr(self.runner, "executor", None) is None or getattr(self.inp, "executor", "local") == "inprocess":
+            return None
+
+        def work():
+            for spec in self._likely_specs():
+                try:
+                    self.runner.key(spec)
+                except Exception:  # noqa: BLE001 - a prefetch only; the real call reports errors
+                    return
+
+        t = threading.Thread(target=work, name="harness-prefetch-keys", daemon=True)
+        t.start()
+        return t
+
     def phase0(self) -> bool:
         self.phase("phase 0: validate the harness")
         full_spec = self.cand_spec(self.user, "1: full candidate config")
         if self.runner.max_parallel > 1:  # reference and candidate together
             self.runner.evaluate_many([self.ref_spec, full_spec])
+        prefetch = None
+        if hasattr(self.runner, "key"):
+            self.runner.key(self.ref_spec)
+            prefetch = self._prefetch_keys()
         ref_step, ref = self.reference_step(self.ref_spec, "0", f"reference run ({self.inp.backend_ref})")
+        if prefetch is not None:
+            prefetch.join()
         self.oracle._refs[self.ref_spec.samples] = ref
         self.results["reference"] = ref
         checks: list[Check] = []

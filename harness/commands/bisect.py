@@ -88,16 +88,19 @@ def warm_imports() -> None:
 
     def work():
         try:
+            import pandas  # noqa: F401  (first: the first cache key needs it)
+
+            import harness.tasks.mmlu  # noqa: F401
+            import scipy.stats  # noqa: F401
+
+            import harness.verdict  # noqa: F401
             import matplotlib
 
             matplotlib.use("Agg")
             import matplotlib.pyplot  # noqa: F401
-            import pandas  # noqa: F401
-            import scipy.stats  # noqa: F401
 
             import harness.breakdown  # noqa: F401
             import harness.classify  # noqa: F401
-            import harness.verdict  # noqa: F401
         except Exception:  # noqa: BLE001 - only a head start; the real imports report errors
             pass
 
@@ -111,6 +114,8 @@ def run(args) -> int:
     from harness.bisect.inputs import resolve_inputs
     from harness.bisect.plan import build_plan
 
+    if getattr(args, "executor", "local") != "inprocess" and not args.dry_run:
+        warm_imports()
     inp = resolve_inputs(args)
     plan = build_plan(inp.catalogue, inp.user_config, inp.strategy, inp.ablation,
                       quantized=bool(inp.quant.get("quantized")), unquantized_model=bool(inp.unquantized_model),
@@ -127,8 +132,6 @@ def run(args) -> int:
     from harness.runner import Runner
 
     run_dir = inp.out_root / run_dir_name(inp)
-    if inp.executor != "inprocess":
-        warm_imports()
     started = time.time()
     t0 = time.monotonic()
     with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,
@@ -146,10 +149,11 @@ def run(args) -> int:
                          for s in state["trail"]],
                "run_dir": str(run_dir)}
         summary = write_report(run_dir, inp, plan, state, b.results, b.specs, run)
-    print(f"verdict: {summary['verdict']} - {summary['headline']}")
-    for step in summary["next_steps"][:3]:
-        print(f"  next: {step}")
-    print(f"{stats['evaluations_run']} evaluations run, {stats['hits']} from the cache, {wall:.1f} s")
-    print(f"report: {run_dir / 'report.md'}")
-    sys.stdout.flush()
+        # print before the runner shuts its worker machinery down (that can take a few seconds)
+        print(f"verdict: {summary['verdict']} - {summary['headline']}")
+        for step in summary["next_steps"][:3]:
+            print(f"  next: {step}")
+        print(f"{stats['evaluations_run']} evaluations run, {stats['hits']} from the cache, {wall:.1f} s")
+        print(f"report: {run_dir / 'report.md'}")
+        sys.stdout.flush()
     return 0
