@@ -29,13 +29,16 @@ def bisect(tmp_path, store, config: str, *extra) -> dict:
                "--cache-dir", str(store), "--out", str(out), *extra])
     assert rc == 0
     (summary,) = list(out.glob("bisect-*/summary.json"))
-    return json.loads(summary.read_text())
+    s = json.loads(summary.read_text())
+    s["_dir"] = str(summary.parent)
+    return s
 
 
 FAMILIES = {
     # family: (config, extra args, expected culprit groups)
     "quant scale (fp8 inverted scale in the FP8 GEMM fusion)": (
-        "transforms:\n  fuse_fp8_linear: {fault: inverted_scale}\n", ["--model", str(FP8_MODEL)], [["fuse_fp8_linear"]]),
+        "transforms:\n  fuse_fp8_linear: {fault: inverted_scale}\n",
+        ["--model", str(FP8_MODEL), "--unquantized-model", str(DEMO_MODEL)], [["fuse_fp8_linear"]]),
     "rope applied twice": (
         "transforms:\n  optimize_rope: {fault: rope_applied_twice}\n", [], [["optimize_rope"]]),
     "sharding at world_size 2 (double all-reduce in the fused all-reduce+norm)": (
@@ -64,6 +67,17 @@ def test_names_the_planted_culprit(tmp_path, store, family):
     assert p6["minimal_plus_culprits"]["verdict"] == "regressed"
     if len(expected[0]) > 1:
         assert s["culprits"][0]["kind"] == "interaction"
+    if "fp8" in family:  # Phase 4a ran: fake-quant mode (FP8 GEMM fusion off) recovers -> the kernel
+        p4a = s["phases"]["4a"]
+        assert p4a["fake_quant"]["kind"] == "kernel" and "fuse_fp8_linear" in p4a["fake_quant_disabled"]
+        assert p4a["unquantized"]["kind"] == "quantization"  # --unquantized-model demo_model is fine
+        from pathlib import Path
+
+        assert "fuse_fp8_linear:" in (Path(s["_dir"]) / "fake_quant_debug.yaml").read_text()
+    if "world_size 2" in family:  # Phase 4c: correct at world_size 1, wrong at 2
+        assert s["phases"]["4c"]["ladder"] == {"1": "same", "2": "regressed"}
+        assert s["phases"]["4c"]["kind"] == "sharding"
+        assert s["culprits"][0]["with"] == ["world_size"]
 
 
 def test_attention_scale_without_plan_is_a_core_path_bug(tmp_path, store):
