@@ -69,6 +69,7 @@ class Bisector:
         self.specs: dict[str, EvalSpec] = {"reference": self.ref_spec}
         self._available = None
         self._search_memo: dict[tuple, str] = {}
+        self._judged: dict[tuple, Step] = {}  # (config hash, model, samples, oracle) -> first judgement
 
     # ---------------------------------------------------------------------------- plumbing
     def _make_oracle(self, ref_spec: EvalSpec) -> Oracle:
@@ -124,10 +125,23 @@ class Bisector:
         else:
             diff = config_diff({"minimal": self.minimal, "full": self.full}.get(base, self.full), target)
         spec = self.cand_spec(user_cfg, f"{phase}: {purpose}", model=model)
-        step = (oracle or self.oracle).judge(spec, phase, purpose, on=on, diff_base=base, config_diff=diff,
-                                             result=result)
+        o = oracle or self.oracle
+        memo_key = (config_hash(target), spec.model, spec.samples, id(o))
+        prev = self._judged.get(memo_key)
+        if prev is not None:  # judged earlier in this run: the same verdict, no second evaluation
+            import copy
+
+            step = copy.copy(prev)
+            step.phase, step.purpose, step.on = phase, purpose, list(on) if on is not None else None
+            step.diff_base, step.config_diff, step.cached, step.seconds = base, diff, True, 0.0
+            step.warnings = list(prev.warnings)
+            object.__setattr__(step, "_result", o.result_of(prev))
+            o.record(step)
+            return step
+        step = o.judge(spec, phase, purpose, on=on, diff_base=base, config_diff=diff, result=result)
         step.config_hash = config_hash(target)
         self._check_effects(step, target)
+        self._judged[memo_key] = step
         return step
 
     def reference_step(self, spec: EvalSpec, phase: str, purpose: str, oracle: Oracle | None = None) -> tuple[Step, EvalResult]:
