@@ -109,3 +109,10 @@ def test_example_plugin_loads_and_runs(ref):
     res = _eval("ad-emulator", {"plugins": [str(CONFIGS / "emulator" / "plugins" / "example_plugin.py")],
                                 "transforms": {"zero_attention_head": {"enabled": True}}})
     assert letter_kl(ref, res) > 1e-3 and agreement(ref, res) < 1.0
+
+
+def test_clean_demo_config_is_bit_exact(ref):
+    from harness.config import load_yaml
+
+    res = _eval("ad-emulator", load_yaml(CONFIGS / "demo" / "ad_demo_clean.yaml"))
+    assert max_logprob_diff(ref, res) == 0.0

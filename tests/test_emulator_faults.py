@@ -145,3 +145,15 @@ def test_sharding_faults_at_world_size_2(ref, host, fault, symptom):
         assert kl > 0.02 and agree < 0.95
     else:
         assert 1e-7 < kl < 1e-2 and agree >= 0.9
+
+
+def test_shipped_demo_config_shows_a_clear_drop_that_its_culprit_explains(ref):
+    from harness.config import load_yaml
+    from harness.config.ops import set_enabled
+    from harness.paths import DEMO_CONFIG
+
+    cfg = load_yaml(DEMO_CONFIG)
+    res = _eval("ad-emulator", cfg)
+    assert acc(res) < acc(ref) - 20
+    fixed = _eval("ad-emulator", set_enabled(cfg, "optimize_rope", False))
+    assert agreement(ref, fixed) == 1.0 and letter_kl(ref, fixed) == 0.0

@@ -1,4 +1,5 @@
-"""Plugin transforms: ``--plugin path/to/file.py`` (repeatable) or ``plugins: [paths]`` in the YAML.
+"""Plugin transforms: ``--plugin path/to/file.py`` (repeatable) or ``plugins: [paths]`` in the YAML
+(a dotted module name that is importable works too).
 
 A plugin file is plain Python exposing
 
@@ -19,7 +20,9 @@ and runs in stage order with them (after the built-ins of its stage).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +42,19 @@ class PluginSet:
         return list(self.transforms)
 
 
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
 def load_plugin_file(path: str | Path):
-    """Import one plugin file (a fresh module per path) and return the module."""
+    """Import one plugin file (a fresh module per path) and return the module. A dotted name
+    that is not a file (``my_pkg.my_plugin``) is imported as a module instead."""
     p = Path(path).expanduser()
+    if not p.is_file() and _MODULE_NAME.match(str(path)) and not str(path).endswith(".py"):
+        try:
+            return importlib.import_module(str(path))
+        except ImportError as exc:
+            raise HarnessError(f"plugin {str(path)!r} is neither an existing file nor an importable module "
+                               f"({exc}). Pass --plugin with a .py file or a module name. {PLUGIN_HELP}") from None
     if not p.is_file():
         raise HarnessError(f"plugin file {str(path)!r} does not exist. Pass --plugin with an existing .py file. "
                            f"{PLUGIN_HELP}")
@@ -65,7 +78,7 @@ def load_plugins(paths, builtin_names) -> PluginSet:
     builtin = set(builtin_names)
     seen_files = set()
     for path in paths or []:
-        key = str(Path(path).expanduser().resolve())
+        key = str(Path(path).expanduser().resolve()) if Path(path).expanduser().is_file() else str(path)
         if key in seen_files:
             continue
         seen_files.add(key)
