@@ -87,31 +87,27 @@ def is_moe(model: str | Path | None) -> bool | None:
 
 
 def quant_info(model: str | Path | None, resolved: dict | None = None) -> dict:
-    """Whether the model or config is quantized: {"quantized": bool, "algo": str|None, "source": str}.
+    """Whether the model or config is quantized: {"quantized", "algo", "kv_cache_algo", "source"}.
 
-    Sources: HF ``config.json`` ``quantization_config`` (quant_method / quant_algo), ModelOpt
-    ``hf_quant_config.json`` (``quantization.quant_algo``), or a ``quant_config`` / ``quantization``
-    entry in the AD config.
+    The checkpoint is read as the PyTorch backend reads it (``harness.quant_meta``: ModelOpt
+    ``hf_quant_config.json`` or HF ``config.json`` ``quantization_config``); a ``quant_config`` /
+    ``quantization`` entry in the AD config counts too.
     """
-    cfg = read_model_config(model) or {}
-    qc = cfg.get("quantization_config")
-    if isinstance(qc, dict) and qc:
-        algo = qc.get("quant_algo") or qc.get("quant_method") or qc.get("format")
-        return {"quantized": True, "algo": str(algo) if algo else None, "source": "config.json quantization_config"}
-    if model and (Path(model) / "hf_quant_config.json").is_file():
-        try:
-            data = json.loads((Path(model) / "hf_quant_config.json").read_text(encoding="utf-8"))
-            algo = (data.get("quantization") or {}).get("quant_algo")
-        except (OSError, ValueError):
-            algo = None
-        return {"quantized": True, "algo": algo, "source": "hf_quant_config.json"}
+    from harness.quant_meta import read_quant_meta
+
+    meta = read_quant_meta(model) if model else None
+    if meta is not None and (meta.quant_algo or meta.quant_method):
+        return {"quantized": True, "algo": meta.quant_algo or meta.quant_method,
+                "kv_cache_algo": meta.kv_cache_quant_algo, "source": meta.source}
     for key in ("quant_config", "quantization"):
         v = (resolved or {}).get(key)
         if isinstance(v, dict) and (v.get("quant_algo") or v.get("algo")):
-            return {"quantized": True, "algo": str(v.get("quant_algo") or v.get("algo")), "source": f"config {key}"}
+            return {"quantized": True, "algo": str(v.get("quant_algo") or v.get("algo")),
+                    "kv_cache_algo": v.get("kv_cache_quant_algo"), "source": f"config {key}"}
         if isinstance(v, str) and v.lower() not in ("", "none", "no"):
-            return {"quantized": True, "algo": v, "source": f"config {key}"}
-    return {"quantized": False, "algo": None, "source": None}
+            return {"quantized": True, "algo": v, "kv_cache_algo": None, "source": f"config {key}"}
+    return {"quantized": False, "algo": None, "kv_cache_algo": meta.kv_cache_quant_algo if meta else None,
+            "source": None}
 
 
 def fake_quant_entries(catalogue: Catalogue, base: dict | None, moe: bool | None) -> tuple[list[tuple[str, str]], dict]:

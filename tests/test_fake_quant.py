@@ -76,7 +76,8 @@ def test_only_existing_keys(tmp_path):
 
 def test_quant_info_reads_checkpoint(tmp_path):
     q = _model(tmp_path, "q", quantization_config={"quant_method": "fp8"})
-    assert quant_info(q) == {"quantized": True, "algo": "fp8", "source": "config.json quantization_config"}
+    info = quant_info(q)
+    assert info["quantized"] is True and info["algo"].lower() == "fp8" and "config.json" in info["source"]
     d = _model(tmp_path, "d")
     assert quant_info(d)["quantized"] is False
     (d / "hf_quant_config.json").write_text(json.dumps({"quantization": {"quant_algo": "NVFP4"}}))

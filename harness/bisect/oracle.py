@@ -124,13 +124,14 @@ class Oracle:
 
     # -- judging ----------------------------------------------------------------------------
     def judge(self, spec: EvalSpec, phase: str, purpose: str, on=None, diff_base=None, config_diff=None,
-              record: bool = True) -> Step:
-        """Evaluate ``spec`` and judge it against the reference at the same sample count."""
+              record: bool = True, result: tuple[EvalResult, int] | None = None) -> Step:
+        """Evaluate ``spec`` (or take its ``result`` = (EvalResult, attempts) already evaluated) and judge
+        it against the reference at the same sample count."""
         t0 = time.monotonic()
         step = Step(index=len(self.steps) + 1, phase=phase, purpose=purpose, backend=spec.backend,
                     model=spec.model, samples=spec.samples, on=list(on) if on is not None else None,
                     diff_base=diff_base, config_diff=list(config_diff or []), config=spec.config)
-        res, attempts = self.run(spec)
+        res, attempts = result if result is not None else self.run(spec)
         step.attempts = attempts
         self._fill(step, res)
         if res.status == "ok":

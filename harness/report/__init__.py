@@ -48,6 +48,6 @@ def write_report(run_dir: Path, inputs, plan, state: dict, results: dict, specs:
     summary["plan"]["rendered"] = plan.render()
     md = render_markdown(summary)
     (run_dir / "report.md").write_text(md, encoding="utf-8")
-    (run_dir / "report.html").write_text(render_html(summary, md), encoding="utf-8")
+    (run_dir / "report.html").write_text(render_html(summary, md, run_dir), encoding="utf-8")
     write_json(run_dir / "summary.json", summary)
     return summary
