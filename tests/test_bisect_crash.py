@@ -68,7 +68,9 @@ def check_unresolved(s, run_dir):
     assert attempts[cand["index"]] == 2  # retried once
     assert cand["error"]  # what the executor saw (signal / timeout), shown in the report
     assert "triage" in " ".join(s["next_steps"])
-    assert (run_dir / "report.md").read_text().startswith("# AD accuracy bisect")
+    md = (run_dir / "report.md").read_text()
+    assert md.startswith("# AD accuracy bisect") and "**UNRESOLVED" in md
+    assert "## Unresolved evaluations" in md and cand["error"][:40] in md  # the failure and its log, shown
     return cand
 
 

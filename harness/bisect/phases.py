@@ -209,7 +209,9 @@ def next_steps(outcome: str, culprits: list[dict] | None = None, label_step: str
                   "accepting it."]
     elif outcome == "inconclusive":
         steps += ["Not enough evidence either way: rerun with more samples (--samples), or measure the noise floor "
-                  "with --aa-repeats."]
+                  "with --aa-repeats.",
+                  "If the log-probabilities differ beyond tolerance with no direction, the engines compute "
+                  "something different that has not (yet) cost accuracy: more samples tell whether it does."]
     elif outcome == "core_path":
         steps += ["The minimal config still regresses: the bug is in a core path (weight loading, attention, KV "
                   "cache), not in an optional transform (method Phase 3 -> Phase 4).",

@@ -187,6 +187,17 @@ def render_markdown(s: dict) -> str:
         if p5.get("note"):
             L.append(f"\n{p5['note']}")
         L.append("")
+    failed = [t for t in s["trail"] if t.get("status") == "unresolved"]
+    if failed:
+        L += ["## Unresolved evaluations (crash, hang, out of memory)", "",
+              "Each was run twice (the retry is not cached); a step that stays unresolved is untestable, never a "
+              "pass. Classify a log with `python -m harness triage`.", ""]
+        for t in failed:
+            L.append(f"- step {t['index']} ({t['phase']}: {t['purpose']}): {t.get('error') or 'unresolved'}")
+            tail = (t.get("log_tail") or "").strip().splitlines()[-12:]
+            if tail:
+                L += ["", "```"] + tail + ["```", ""]
+        L.append("")
     L += ["## Evaluation trail", "",
           "Every configuration evaluated, in order, with its paired verdict against the reference run and its "
           "config diff (against the minimal or the full config, as marked).", ""]
