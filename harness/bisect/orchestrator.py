@@ -347,7 +347,10 @@ class Bisector:
             except ImportError:
                 return {"label": None, "note": "harness.classify not available"}
         try:
-            c = fn(cand.records, reference_records=ref.records if ref is not None else None)
+            try:
+                c = fn(cand.records, reference_records=ref.records if ref is not None else None, task=self.inp.task)
+            except TypeError:  # a classify without the task keyword
+                c = fn(cand.records, reference_records=ref.records if ref is not None else None)
         except Exception as exc:  # noqa: BLE001 - a label is a nicety; never lose the bisect over it
             return {"label": None, "note": f"classification failed: {type(exc).__name__}: {exc}"}
         d = c.to_dict() if hasattr(c, "to_dict") else dict(vars(c))
