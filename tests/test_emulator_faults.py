@@ -157,3 +157,8 @@ def test_shipped_demo_config_shows_a_clear_drop_that_its_culprit_explains(ref):
     assert acc(res) < acc(ref) - 20
     fixed = _eval("ad-emulator", set_enabled(cfg, "optimize_rope", False))
     assert agreement(ref, fixed) == 1.0 and letter_kl(ref, fixed) == 0.0
+
+
+def test_kv_cache_garbage_also_at_world_size_2(ref):
+    res = _eval("ad-emulator", {"world_size": 2, "transforms": {"initialize_cache": {"fault": "kv_cache_garbage"}}})
+    assert all(r["output"] == "" for r in res.records) and not any(r["nonfinite"] for r in res.records)

@@ -77,3 +77,21 @@ def test_wrong_block_scale_is_major_but_not_catastrophic(fp8_model, ref):
                          "quantize_fp8_linear_from_config": {"fault": "wrong_block_scale"}})
     assert letter_kl(ref, res) > 0.05 and agreement(ref, res) < 0.9
     assert acc(res) > 30
+
+
+def test_shipped_fp8_checkpoint_matches_the_demo_model(fp8_model):
+    """harness/assets/demo_model_fp8 must be rebuilt (python -m harness.backends.emulator.fp8_checkpoint)
+    whenever the demo model changes."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from harness.backends.emulator.fp8_checkpoint import DEMO_MODEL_FP8
+
+    if not (DEMO_MODEL_FP8 / "model.safetensors").is_file():
+        pytest.skip("demo_model_fp8 not built")
+    shipped, fresh = load_file(str(DEMO_MODEL_FP8 / "model.safetensors")), load_file(str(fp8_model / "model.safetensors"))
+    assert shipped.keys() == fresh.keys()
+    assert all(bool((shipped[k] == fresh[k]).all()) for k in fresh), "demo_model_fp8 is stale: rebuild it"
+    q = json.loads((DEMO_MODEL_FP8 / "hf_quant_config.json").read_text())["quantization"]
+    assert q["quant_algo"] == "FP8"

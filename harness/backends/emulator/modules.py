@@ -313,8 +313,8 @@ class EmuAttention(hf_llama.LlamaAttention):
         if self.kv_garbage is not None:
             g = self.kv_garbage.to(value.dtype).view(1, -1, 1, D)
             value = g.expand(value.shape[0], g.shape[1], value.shape[2], D)
-            if value.shape[1] != key.shape[1]:  # per-rank layout differs; tile the garbage
-                value = value.repeat(1, key.shape[1] // value.shape[1], 1, 1)
+            if value.shape[1] != key.shape[1]:  # kv heads replicated over ranks: [kv0, kv0, kv1, kv1]
+                value = value.repeat_interleave(key.shape[1] // value.shape[1], dim=1)
         interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
                                                           hf_llama.eager_attention_forward)
         kv_local = key.shape[1] // n

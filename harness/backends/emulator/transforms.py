@@ -229,8 +229,8 @@ def _garbage_vectors(model, ctx) -> dict[int, torch.Tensor]:
 
 
 def _dense_weight(mod) -> torch.Tensor:
-    if isinstance(mod, ShardedLinear):
-        raise ValueError("kv_cache_garbage needs the unsharded o_proj")
+    if isinstance(mod, ShardedLinear):  # row-parallel o_proj: the ranks' input slices side by side
+        return torch.cat([_dense_weight(s) for s in mod.shards], dim=1)
     if hasattr(mod, "dequantized_weight"):
         return mod.dequantized_weight().float()
     if hasattr(mod, "weight_fp8"):
