@@ -180,6 +180,7 @@ class Bisector:
         if verdict != "regressed":
             self.phase5()
             return self.finish()
+        self.start_phase5_background()
 
         minimal_verdict = self.phase3()
         if minimal_verdict == "regressed":
@@ -196,7 +197,7 @@ class Bisector:
             self.phase4a()
         if self.plan.world_size > 1:
             self.phase4c()
-        self.phase5()  # inline: the breakdown's statistics are not reproducible when run beside evaluations
+        self.phase5()
         return self.finish()
 
     # Phase 0 -----------------------------------------------------------------------------
@@ -510,6 +511,56 @@ class Bisector:
         self.phases["4c"] = out
 
     # Phase 5 -----------------------------------------------------------------------------
+    def _breakdown_args(self):
+        task_meta = {"multiple_choice": True} if self.inp.task == "mmlu" else None
+        return task_meta, (self.inp.backend_ref, self.inp.backend)
+
+    def start_phase5_background(self) -> None:
+        """Start Phase 5's breakdown (tables, flags, plot) in a separate process - `python -m harness
+        breakdown` on the decisive runs - so it runs on the idle core while the workers evaluate the
+        search. A separate process, not a thread: the breakdown's statistics must not share the
+        interpreter with other work (they came out different when they did). Local executors only."""
+        import os
+        import subprocess
+        import sys
+
+        ref, cand = self.results.get("reference"), self.results.get("candidate")
+        if self.inp.executor == "inprocess" or ref is None or cand is None or "ok" != ref.status or "ok" != cand.status:
+            return
+        try:
+            from harness.paths import REPO_ROOT
+            from harness.report import write_decisive
+
+            write_decisive(self.run_dir, self.results, self.specs)
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+            cmd = [sys.executable, "-m", "harness", "breakdown", str(self.run_dir / "decisive" / "reference"),
+                   str(self.run_dir / "decisive" / "candidate"), "--out", str(self.run_dir / "breakdown"),
+                   "--alpha", str(self.inp.alpha), "--json"]
+            self._p5_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        except Exception:  # noqa: BLE001 - Phase 5 then runs inline at the end
+            self._p5_proc = None
+
+    def _phase5_from_background(self) -> dict | None:
+        import json
+        import subprocess
+
+        proc = getattr(self, "_p5_proc", None)
+        if proc is None:
+            return None
+        try:
+            out, _ = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return None
+        if proc.returncode != 0:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            return None
+
     def phase5(self) -> None:
         ref, cand = self.results.get("reference"), self.results.get("candidate")
         if ref is None or cand is None or ref.status != "ok" or cand.status != "ok":
@@ -520,19 +571,27 @@ class Bisector:
 
         out = {"ran": True, "comparison": "reference vs full candidate (Phase 1)",
                "per_subject": per_subject(ref.records, cand.records)}
-        try:
-            from harness.breakdown import write_breakdown
+        bd_dir = self.run_dir / "breakdown"
+        written = self._phase5_from_background()
+        if written is None:
+            try:
+                from harness.breakdown import write_breakdown
 
-            bd_dir = self.run_dir / "breakdown"
-            bd_dir.mkdir(parents=True, exist_ok=True)
-            written = write_breakdown(ref.records, cand.records, bd_dir)
+                bd_dir.mkdir(parents=True, exist_ok=True)
+                task_meta, labels = self._breakdown_args()
+                written = write_breakdown(ref.records, cand.records, bd_dir, task_meta=task_meta,
+                                          alpha=self.inp.alpha, labels=labels)
+            except ImportError:
+                out["note"] = "harness.breakdown not available; per-subject table only"
+            except Exception as exc:  # noqa: BLE001 - the breakdown must not sink the bisect
+                out["note"] = f"breakdown failed: {type(exc).__name__}: {exc}"
+        if isinstance(written, dict):
+            from harness.verdict import json_safe
+
+            out["breakdown"] = json_safe({k: v for k, v in written.items()
+                                          if isinstance(v, (str, int, float, list, dict))})
+        if bd_dir.is_dir():
             out["files"] = sorted(str(p.relative_to(self.run_dir)) for p in bd_dir.rglob("*") if p.is_file())
-            if isinstance(written, dict):
-                out["breakdown"] = {k: v for k, v in written.items() if isinstance(v, (str, int, float, list, dict))}
-        except ImportError:
-            out["note"] = "harness.breakdown not available; per-subject table only"
-        except Exception as exc:  # noqa: BLE001 - the breakdown must not sink the bisect
-            out["note"] = f"breakdown failed: {type(exc).__name__}: {exc}"
         self.phases["5"] = out
 
     # finish ------------------------------------------------------------------------------
