@@ -527,6 +527,13 @@ class Bisector:
         ref, cand = self.results.get("reference"), self.results.get("candidate")
         if self.inp.executor == "inprocess" or ref is None or cand is None or "ok" != ref.status or "ok" != cand.status:
             return
+        try:  # a rerun from the store has no evaluation to hide the breakdown behind: run it inline then
+            store = getattr(self.runner, "store", None)
+            if store is not None and self.inp.use_cache and \
+                    store.get(self.runner.key(self.cand_spec(self.minimal_user, "minimal"))) is not None:
+                return
+        except Exception:  # noqa: BLE001 - only a scheduling hint
+            pass
         try:
             from harness.paths import REPO_ROOT
             from harness.report import write_decisive
