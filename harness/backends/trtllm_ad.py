@@ -29,13 +29,12 @@ Never launched under torchrun: AD spawns its own MPI workers for world_size > 1.
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.backends.base import Backend, Engine, SamplingSpec
+from harness.backends.base import Backend
 from harness.backends import trtllm_common as common
 from harness.backends import trtllm_logs as logs
 from harness.backends import trtllm_version as tv
@@ -140,67 +139,28 @@ def _engine_args(llm) -> dict:
     return out
 
 
-class AutoDeployEngine(Engine):
+class AutoDeployEngine(common.TrtllmEngine):
+    backend_name = "trtllm-ad"
+
     def __init__(self, llm, plan: ADPlan, tee: logs.OutputTee, install: tv.Install, model_path: str,
                  model_note: str | None, dump_dir: str | None, workdir: str, own_workdir: bool):
-        self.llm = llm
+        super().__init__(llm, install, model_path)
         self.plan = plan
         self.tee = tee
-        self.install = install
-        self.model_path = model_path
         self.model_note = model_note
         self.dump_dir = dump_dir
         self.workdir = workdir
         self.own_workdir = own_workdir
-        self._gen: dict = {}
-        self._closed = False
-        self._tok = None
-
-    def _tokenizer(self):
-        if self._tok is None:
-            tok = common.hf_tokenizer(getattr(self.llm, "tokenizer", None))
-            if tok is None:
-                from transformers import AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(self.model_path)
-            self._tok = tok
-        return self._tok
-
-    def generate(self, prompts: list[str], sampling: SamplingSpec):
-        from tensorrt_llm import SamplingParams
-
-        outs, details = common.generate_all(self.llm, prompts, sampling, SamplingParams)
-        comps, cov = common.convert_outputs(outs, self._tokenizer(), sampling)
-        self._gen = {**details, **cov,
-                     "warnings": list(details.get("warnings") or []) + list(cov.get("warnings") or [])}
-        w = common.seq_len_warning(getattr(getattr(self.llm, "args", None), "max_seq_len", None),
-                                   cov["longest_prompt_tokens"], sampling.max_tokens)
-        if w:
-            self._gen["warnings"] = list(self._gen.get("warnings") or []) + [w]
-        return comps
 
     def info(self) -> dict:
-        from harness.quant_meta import read_quant_meta
-
         records = self.tee.records()
         eng = _engine_args(self.llm)
-        warnings = list(self.plan.notes) + list(self._gen.get("warnings") or [])
+        warnings = list(self.plan.notes) + self._generation_warnings()
         warnings += logs.not_applied_warnings(records, self.plan.resolved, self.plan.requested, eng)
-        if self._gen.get("answer_logprobs_incomplete"):
-            warnings.append(f"{self._gen['answer_logprobs_incomplete']} completions lack some answer-letter "
-                            f"log-probabilities (not in the top {self._gen.get('logprobs')})")
         return {
-            "engine": "tensorrt_llm",
-            "backend": "trtllm-ad",
-            "engine_version": self.install.version,
-            "tensorrt_llm": self.install.version,
-            "versions": common.versions(self.install.version),
+            **self._common_info(),
             "default_yaml": self.install.default_yaml,
-            "install": self.install.to_dict(),
-            **common.device_info(),
-            "model_path": self.model_path,
             "model_note": self.model_note,
-            "models_root": os.environ.get(common.MODELS_ROOT_ENV),
             "ad_kwargs": self.plan.kwargs,
             "ad_yaml_extra": self.plan.yaml_extra_content,
             "requested": self.plan.requested,
@@ -211,8 +171,6 @@ class AutoDeployEngine(Engine):
             "engine_enabled_transforms": [n for n, c in (eng.get("transforms") or {}).items() if c.get("enabled")],
             "transforms": records,
             "transforms_summary": logs.summarize(records),
-            "generation": self._gen,
-            "quant": read_quant_meta(self.model_path).to_dict(),
             "dump_graphs_dir": self.dump_dir,
             "warnings": warnings,
         }
@@ -222,10 +180,7 @@ class AutoDeployEngine(Engine):
             return
         self._closed = True
         try:
-            if hasattr(self.llm, "__exit__"):
-                self.llm.__exit__(None, None, None)  # LLM.__exit__ -> shutdown()
-            else:
-                self.llm.shutdown()
+            self._shutdown_llm()
         finally:
             self.tee.stop()
             if self.own_workdir:

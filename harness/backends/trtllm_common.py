@@ -37,7 +37,7 @@ import re
 import time
 from pathlib import Path
 
-from harness.backends.base import Completion, SamplingSpec
+from harness.backends.base import Completion, Engine, SamplingSpec
 from harness.errors import HarnessError
 
 ANSWER_TOP_K = 20  # logprobs requested when answer letters must be found at the first position
@@ -395,3 +395,70 @@ def engine_version_key(base: dict, default_yaml: str | None = None) -> dict:
     if default_yaml and Path(default_yaml).is_file():
         out["ad_default_yaml_sha"] = hashlib.sha256(Path(default_yaml).read_bytes()).hexdigest()[:16]
     return out
+
+
+class TrtllmEngine(Engine):
+    """What the AD and PT engines share: tokenizer lookup, batched generation, common info, shutdown."""
+
+    backend_name = ""
+
+    def __init__(self, llm, install, model_path: str):
+        self.llm = llm
+        self.install = install
+        self.model_path = model_path
+        self._gen: dict = {}
+        self._closed = False
+        self._tok = None
+
+    def _tokenizer(self):
+        if self._tok is None:
+            tok = hf_tokenizer(getattr(self.llm, "tokenizer", None))
+            if tok is None:
+                from transformers import AutoTokenizer
+
+                tok = AutoTokenizer.from_pretrained(self.model_path)
+            self._tok = tok
+        return self._tok
+
+    def generate(self, prompts: list[str], sampling: SamplingSpec):
+        from tensorrt_llm import SamplingParams
+
+        outs, details = generate_all(self.llm, prompts, sampling, SamplingParams)
+        comps, cov = convert_outputs(outs, self._tokenizer(), sampling)
+        self._gen = {**details, **cov,
+                     "warnings": list(details.get("warnings") or []) + list(cov.get("warnings") or [])}
+        w = seq_len_warning(getattr(getattr(self.llm, "args", None), "max_seq_len", None),
+                            cov["longest_prompt_tokens"], sampling.max_tokens)
+        if w:
+            self._gen["warnings"] = list(self._gen.get("warnings") or []) + [w]
+        return comps
+
+    def _generation_warnings(self) -> list[str]:
+        warnings = list(self._gen.get("warnings") or [])
+        if self._gen.get("answer_logprobs_incomplete"):
+            warnings.append(f"{self._gen['answer_logprobs_incomplete']} completions lack some answer-letter "
+                            f"log-probabilities (not in the top {self._gen.get('logprobs')})")
+        return warnings
+
+    def _common_info(self) -> dict:
+        from harness.quant_meta import read_quant_meta
+
+        return {
+            "engine": "tensorrt_llm",
+            "backend": self.backend_name,
+            "engine_version": self.install.version,
+            "tensorrt_llm": self.install.version,
+            "versions": versions(self.install.version),
+            "install": self.install.to_dict(),
+            **device_info(),
+            "model_path": self.model_path,
+            "models_root": os.environ.get(MODELS_ROOT_ENV),
+            "generation": self._gen,
+            "quant": read_quant_meta(self.model_path).to_dict(),
+        }
+
+    def _shutdown_llm(self) -> None:
+        if hasattr(self.llm, "__exit__"):
+            self.llm.__exit__(None, None, None)  # LLM.__exit__ -> shutdown()
+        else:
+            self.llm.shutdown()

@@ -12,9 +12,8 @@ so the two are paired prompt for prompt.
 """
 from __future__ import annotations
 
-import os
 
-from harness.backends.base import Backend, Engine, SamplingSpec
+from harness.backends.base import Backend
 from harness.backends import trtllm_common as common
 from harness.backends import trtllm_version as tv
 from harness.errors import HarnessError
@@ -43,72 +42,27 @@ def plan_pt(model: str, config: dict, valid_fields=None, version: str | None = N
     return {"model": model, **cfg}, notes
 
 
-class PyTorchEngine(Engine):
+class PyTorchEngine(common.TrtllmEngine):
+    backend_name = "trtllm-pt"
+
     def __init__(self, llm, kwargs: dict, notes: list[str], install: tv.Install, model_path: str):
-        self.llm = llm
+        super().__init__(llm, install, model_path)
         self.kwargs = kwargs
         self.notes = notes
-        self.install = install
-        self.model_path = model_path
-        self._gen: dict = {}
-        self._closed = False
-        self._tok = None
-
-    def _tokenizer(self):
-        if self._tok is None:
-            tok = common.hf_tokenizer(getattr(self.llm, "tokenizer", None))
-            if tok is None:
-                from transformers import AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(self.model_path)
-            self._tok = tok
-        return self._tok
-
-    def generate(self, prompts: list[str], sampling: SamplingSpec):
-        from tensorrt_llm import SamplingParams
-
-        outs, details = common.generate_all(self.llm, prompts, sampling, SamplingParams)
-        comps, cov = common.convert_outputs(outs, self._tokenizer(), sampling)
-        self._gen = {**details, **cov,
-                     "warnings": list(details.get("warnings") or []) + list(cov.get("warnings") or [])}
-        w = common.seq_len_warning(getattr(getattr(self.llm, "args", None), "max_seq_len", None),
-                                   cov["longest_prompt_tokens"], sampling.max_tokens)
-        if w:
-            self._gen["warnings"] = list(self._gen.get("warnings") or []) + [w]
-        return comps
 
     def info(self) -> dict:
-        from harness.quant_meta import read_quant_meta
-
-        warnings = list(self.notes) + list(self._gen.get("warnings") or [])
-        if self._gen.get("answer_logprobs_incomplete"):
-            warnings.append(f"{self._gen['answer_logprobs_incomplete']} completions lack some answer-letter "
-                            f"log-probabilities (not in the top {self._gen.get('logprobs')})")
         return {
-            "engine": "tensorrt_llm",
-            "backend": "trtllm-pt",
-            "engine_version": self.install.version,
-            "tensorrt_llm": self.install.version,
-            "versions": common.versions(self.install.version),
-            "install": self.install.to_dict(),
-            **common.device_info(),
-            "model_path": self.model_path,
-            "models_root": os.environ.get(common.MODELS_ROOT_ENV),
+            **self._common_info(),
             "pt_kwargs": self.kwargs,
-            "generation": self._gen,
-            "quant": read_quant_meta(self.model_path).to_dict(),
             "transforms": [],
-            "warnings": warnings,
+            "warnings": list(self.notes) + self._generation_warnings(),
         }
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if hasattr(self.llm, "__exit__"):
-            self.llm.__exit__(None, None, None)
-        else:
-            self.llm.shutdown()
+        self._shutdown_llm()
 
 
 class PyTorchBackend(Backend):
