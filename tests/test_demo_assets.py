@@ -12,8 +12,8 @@ from harness.tasks.mmlu_format import CHOICES, format_example, gen_prompt
 ASSETS = Path(__file__).resolve().parent.parent / "harness" / "assets"
 DATA = ASSETS / "demo_mmlu"
 MODEL = ASSETS / "demo_model"
-SUBJECTS = ["alphabetical_order", "color_category", "color_facts", "correct_marker", "largest_digit",
-            "one_digit_addition"]
+SUBJECTS = ["color_category", "color_facts", "correct_marker", "largest_digit", "one_digit_addition",
+            "word_match"]
 EASIEST = "correct_marker"
 
 
@@ -79,3 +79,17 @@ def test_model_answers_easiest_subject(tokenizer):
             nxt = int(model(input_ids=ids).logits[0, -1].argmax())
             correct += tokenizer.decode([nxt]).strip().startswith(test.iloc[i, 5])
     assert correct >= 16, correct
+
+
+def test_build_script_reproduces_the_shipped_data_set(tmp_path):
+    """scripts/build_demo.py --data-only writes the shipped CSVs byte for byte (seed 0)."""
+    import subprocess
+    import sys
+
+    root = ASSETS.parent.parent
+    subprocess.run([sys.executable, str(root / "scripts" / "build_demo.py"), "--data-only",
+                    "--out-data", str(tmp_path)], check=True, capture_output=True, cwd=root)
+    for split in ("dev", "test"):
+        for subject in SUBJECTS:
+            name = f"{subject}_{split}.csv"
+            assert (tmp_path / split / name).read_bytes() == (DATA / split / name).read_bytes(), name
