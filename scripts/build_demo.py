@@ -448,6 +448,7 @@ def train(args, data, frames) -> None:
     model.generation_config.do_sample = False
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+    portable_tokenizer_config(out, tok.chat_template)
     os.chmod(out / "model.safetensors", 0o644)
 
     # Reload exactly as users will (offline) and evaluate that copy.
@@ -470,6 +471,20 @@ def train(args, data, frames) -> None:
     for s in SUBJECTS:
         print(f"{s:<22}{100 * acc[s]:8.1f}%")
     print(f"{'overall':<22}{100 * acc['overall']:8.1f}%")
+
+
+def portable_tokenizer_config(out: Path, chat_template: str) -> None:
+    """Make tokenizer_config.json loadable by transformers 4.x too (TensorRT-LLM images pin 4.x).
+
+    transformers 5 writes ``tokenizer_class: TokenizersBackend`` (a 5.x-only name) and keeps the
+    chat template in chat_template.jinja; 4.x needs ``PreTrainedTokenizerFast`` and reads the
+    template from tokenizer_config.json. Both versions load the result.
+    """
+    path = out / "tokenizer_config.json"
+    cfg = json.loads(path.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg["chat_template"] = chat_template
+    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 def main(argv=None) -> int:
