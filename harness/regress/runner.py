@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -269,7 +270,9 @@ def run_suite(suite: Suite, out_dir: str | Path, runner, history_db: str | Path 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).replace(microsecond=0)
-    run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + job_slug(suite.name)
+    # a short random suffix: two runs started within the same second (a fast cached rerun) must not
+    # share an id, or the second would replace the first one's history rows
+    run_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}-{job_slug(suite.name)}"
 
     # references first: a reference that is not registered is the user's to fix, before hours of runs
     refs = {j.name: job_reference(j) for j in suite.jobs}
