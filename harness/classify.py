@@ -70,7 +70,7 @@ def load_patterns(path: str | None = None) -> dict:
         raise HarnessError(f"pattern table {str(p)!r} not found; restore configs/phase2_patterns.yaml or pass "
                            f"--patterns <file>")
     with open(p, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+        data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     missing = [k for k in data.get("order", []) if k not in data.get("patterns", {})]
     if missing:
         raise HarnessError(f"{p}: labels {missing} are in 'order' but have no entry under 'patterns'; add them")

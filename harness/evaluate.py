@@ -47,7 +47,9 @@ class EvalResult:
     log_tail: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # shallow: records are already plain JSON-shaped dicts, and dataclasses.asdict's recursive
+        # copy of every record cost ~0.05 s per call in bisect; callers that mutate deep-copy
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, d: dict) -> "EvalResult":
