@@ -52,6 +52,9 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
 
     err = one_line_error(capsys, ["bisect", "--backend", "no-such-backend", *cache])
     assert "no-such-backend" in err and "ad-emulator" in err
+
+    err = one_line_error(capsys, ["bisect", "--task", "mmlux", *cache])
+    assert "unknown task 'mmlux'" in err and "mmlu, gsm8k" in err
     assert not (tmp_path / "cache").exists()  # nothing was evaluated
 
 

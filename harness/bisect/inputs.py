@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_of
 
 EXECUTORS = ("local", "inprocess", "slurm")
 
@@ -179,6 +179,10 @@ def resolve_inputs(args) -> BisectInputs:
     if strategy not in ("adaptive", "linear"):
         raise HarnessError(f"unknown strategy {strategy!r}; valid: adaptive, linear. Pass --strategy adaptive.")
 
+    from harness.tasks import TASKS
+
+    if args.task not in TASKS:
+        raise one_of("task", args.task, list(TASKS), "Pass --task with one of these.")
     dataset = args.dataset or default_dataset(args.task)
     if dataset is None:
         raise HarnessError(f"no data set for task {args.task!r}: set $LLM_MODELS_ROOT or pass --dataset DIR")
