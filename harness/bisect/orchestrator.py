@@ -538,6 +538,7 @@ class Bisector:
             from harness.paths import REPO_ROOT
             from harness.report import write_decisive
 
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # not made yet: the report is written last
             write_decisive(self.run_dir, self.results, self.specs)
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
