@@ -120,3 +120,25 @@ def test_sigkill_then_rerun_repeats_no_evaluation_and_same_summary(tmp_path):
     second = rerun()
     assert second["run"]["runner"]["evaluations_run"] == 0
     assert _stable(second) == _stable(first)
+
+
+@needs_demo
+def test_phase5_breakdown_overlaps_the_search_on_a_fresh_run(tmp_path):
+    """With worker processes, Phase 5 runs in its own process during the search (not after it),
+    and a cached rerun computes it inline with the same result."""
+    import json
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "harness", "bisect", "--samples", "12", "--quiet",
+            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+    summaries = []
+    for _ in range(2):
+        r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        (path,) = (tmp_path / "out").glob("*/summary.json")
+        summaries.append(json.loads(path.read_text()))
+    fresh, rerun = (s["phases"]["5"] for s in summaries)
+    assert fresh["computed"] == "background" and rerun["computed"] == "inline"
+    assert fresh["breakdown"]["flags"] == rerun["breakdown"]["flags"]
+    assert fresh["per_subject"] == rerun["per_subject"]

@@ -581,6 +581,7 @@ class Bisector:
                "per_subject": per_subject(ref.records, cand.records)}
         bd_dir = self.run_dir / "breakdown"
         written = self._phase5_from_background()
+        out["computed"] = "background" if written is not None else "inline"
         if written is None:
             try:
                 from harness.breakdown import write_breakdown
