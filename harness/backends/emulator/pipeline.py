@@ -14,6 +14,8 @@ that raises aborts the pipeline with ``TransformError`` naming it (the evaluatio
 """
 from __future__ import annotations
 
+import os
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +76,13 @@ def _plugin_paths(user: dict, extra) -> list[str]:
         yaml_plugins = [yaml_plugins]
     if not isinstance(yaml_plugins, list):
         raise HarnessError(f"config key 'plugins' must be a list of plugin file paths, got {yaml_plugins!r}.")
-    return paths + [str(p) for p in yaml_plugins]
+    out, seen = [], set()
+    for p in paths + [str(p) for p in yaml_plugins]:
+        key = os.path.realpath(p) if os.path.exists(p) else p
+        if key not in seen:  # the same file from --plugin and from `plugins:` loads once
+            seen.add(key)
+            out.append(p)
+    return out
 
 
 def _check_top_level(cfg: dict) -> None:
