@@ -2,50 +2,12 @@
 a step that stays unresolved inside the search is untestable, never a pass.
 
 The segfault and hang tests go through real worker processes (--executor local)."""
-import json
-import textwrap
 
 import pytest
 
-from harness.cli import main
-from harness.paths import DEMO_MMLU, DEMO_MODEL
+from bisect_helpers import needs_demo, run_bisect
 
-pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file() or not DEMO_MMLU.is_dir(),
-                                reason="demo model/data not built (scripts/build_demo.py)")
-
-PLUGIN = textwrap.dedent('''\
-    import os, signal, time
-
-    def crash(model, options, context):
-        mode = options.get("mode")
-        if mode == "segv":
-            print("crash_fusion: segfaulting now", flush=True)
-            os.kill(os.getpid(), signal.SIGSEGV)
-        if mode == "hang":
-            print("crash_fusion: hanging now", flush=True)
-            time.sleep(3600)
-        if mode == "raise_without_rope":
-            if not context["resolved_config"]["transforms"]["optimize_rope"].get("enabled", True):
-                raise RuntimeError("crash_fusion needs optimize_rope")
-        return 1
-
-    TRANSFORMS = {"crash_fusion": crash}
-    DEFAULTS = {"crash_fusion": {"stage": "post_load_fusion", "enabled": True}}
-    CATEGORIES = {"crash_fusion": "fusion"}
-    ''')
-
-
-def run_bisect(tmp_path, config, *extra, store=None):
-    plugin = tmp_path / "crash_plugin.py"
-    plugin.write_text(PLUGIN)
-    cfg = tmp_path / "ad.yaml"
-    cfg.write_text(config)
-    out = tmp_path / "reports"
-    rc = main(["bisect", "--config", str(cfg), "--plugin", str(plugin), "--samples", "12", "--quiet",
-               "--cache-dir", str(store or tmp_path / "cache"), "--out", str(out), *extra])
-    assert rc == 0  # the bisect completed, whatever the verdict
-    (path,) = list(out.glob("bisect-*/summary.json"))
-    return json.loads(path.read_text()), path.parent
+pytestmark = needs_demo
 
 
 @pytest.fixture(scope="module")

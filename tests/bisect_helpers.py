@@ -1,0 +1,23 @@
+"""Shared by the bisect tests: run `bisect` on a config with the crash plugin and read its summary."""
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.paths import DEMO_MMLU, DEMO_MODEL
+
+CRASH_PLUGIN = Path(__file__).resolve().parent / "plugins" / "crash_plugin.py"
+needs_demo = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file() or not DEMO_MMLU.is_dir(),
+                                reason="demo model/data not built (scripts/build_demo.py)")
+
+
+def run_bisect(tmp_path, config, *extra, store=None):
+    cfg = tmp_path / "ad.yaml"
+    cfg.write_text(config)
+    out = tmp_path / "reports"
+    rc = main(["bisect", "--config", str(cfg), "--plugin", str(CRASH_PLUGIN), "--samples", "12", "--quiet",
+               "--cache-dir", str(store or tmp_path / "cache"), "--out", str(out), *extra])
+    assert rc == 0  # the bisect completed, whatever the verdict
+    (path,) = list(out.glob("bisect-*/summary.json"))
+    return json.loads(path.read_text()), path.parent
