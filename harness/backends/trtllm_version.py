@@ -206,6 +206,11 @@ def llm_args_fields(pkg: Path | None = None, class_name: str = "LlmArgs") -> lis
         classes.update(_parse_classes(pkg / rel))
     if class_name not in classes:
         return None
+    return _inherited_fields(classes, class_name)
+
+
+def _inherited_fields(classes: dict[str, ast.ClassDef], class_name: str) -> list[str]:
+    """Fields of ``class_name`` and of every base found in ``classes``, own fields first, no repeats."""
     fields: list[str] = []
     seen: set[str] = set()
 
@@ -234,23 +239,7 @@ def torch_llm_args_fields(pkg: Path | None = None) -> list[str] | None:
     classes = _parse_classes(pkg / LLMAPI_ARGS_REL)
     if "TorchLlmArgs" not in classes:
         return None
-    fields: list[str] = []
-    seen: set[str] = set()
-
-    def walk(name: str) -> None:
-        if name in seen or name not in classes:
-            return
-        seen.add(name)
-        for f in _class_fields(classes[name]):
-            if f not in fields:
-                fields.append(f)
-        for b in classes[name].bases:
-            bn = _base_name(b)
-            if bn:
-                walk(bn)
-
-    walk("TorchLlmArgs")
-    return fields
+    return _inherited_fields(classes, "TorchLlmArgs")
 
 
 _REGISTER_RE = {
