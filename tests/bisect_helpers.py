@@ -21,3 +21,26 @@ def run_bisect(tmp_path, config, *extra, store=None):
     assert rc == 0  # the bisect completed, whatever the verdict
     (path,) = list(out.glob("bisect-*/summary.json"))
     return json.loads(path.read_text()), path.parent
+
+
+FP8_MODEL = DEMO_MODEL.parent / "demo_model_fp8"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One evaluation store per test module, so the reference run is evaluated once."""
+    return tmp_path_factory.mktemp("bisect-store")
+
+
+def bisect_inprocess(tmp_path, store, config: str, *extra, samples: str = "24") -> dict:
+    """`bisect` with in-process evaluations on a small sample; the summary, with its directory."""
+    cfg = tmp_path / "ad.yaml"
+    cfg.write_text(config)
+    out = tmp_path / "reports"
+    rc = main(["bisect", "--config", str(cfg), "--samples", samples, "--executor", "inprocess", "--quiet",
+               "--cache-dir", str(store), "--out", str(out), *extra])
+    assert rc == 0
+    (summary,) = list(out.glob("bisect-*/summary.json"))
+    s = json.loads(summary.read_text())
+    s["_dir"] = str(summary.parent)
+    return s

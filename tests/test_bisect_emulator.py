@@ -3,35 +3,13 @@
 In-process evaluations and small samples (the search logic is the point); one shared evaluation
 store per module, so the reference run is evaluated once.
 """
-import json
 
 import pytest
 
-from harness.cli import main
-from harness.paths import DEMO_MMLU, DEMO_MODEL
+from bisect_helpers import FP8_MODEL, bisect_inprocess as bisect, needs_demo, store  # noqa: F401  (a fixture)
+from harness.paths import DEMO_MODEL
 
-FP8_MODEL = DEMO_MODEL.parent / "demo_model_fp8"
-pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file() or not DEMO_MMLU.is_dir(),
-                                reason="demo model/data not built (scripts/build_demo.py)")
-SAMPLES = "24"
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return tmp_path_factory.mktemp("bisect-store")
-
-
-def bisect(tmp_path, store, config: str, *extra) -> dict:
-    cfg = tmp_path / "ad.yaml"
-    cfg.write_text(config)
-    out = tmp_path / "reports"
-    rc = main(["bisect", "--config", str(cfg), "--samples", SAMPLES, "--executor", "inprocess", "--quiet",
-               "--cache-dir", str(store), "--out", str(out), *extra])
-    assert rc == 0
-    (summary,) = list(out.glob("bisect-*/summary.json"))
-    s = json.loads(summary.read_text())
-    s["_dir"] = str(summary.parent)
-    return s
+pytestmark = needs_demo
 
 
 FAMILIES = {
