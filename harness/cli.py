@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_line) in COMMANDS.items():
         p = sub.add_parser(name, help=help_line, description=help_line)
-        try:
-            mod = importlib.import_module(f"harness.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"harness.commands.{module}":
-                raise
-            p.set_defaults(_missing=name)
-            continue
+        mod = importlib.import_module(f"harness.commands.{module}")
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -56,9 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
-        return 2
-    if getattr(args, "_missing", None):
-        print(f"error: command {args._missing!r} is not available in this build", file=sys.stderr)
         return 2
     try:
         return int(args._run(args) or 0)

@@ -5,7 +5,7 @@
 Design (cheap and honest):
 
 1. Evaluate every configuration ONCE on the whole demo MMLU test set (1200 rows, 6 subjects) in
-   this process (``harness.evaluate.run_evaluation``): the reference (``hf``), clean candidate
+   this process (``harness.evaluation.run.run_evaluation``): the reference (``hf``), clean candidate
    configs and faulty candidate configs of graded severity (the emulator's ``hardcoded_eps`` and
    ``wrong_softmax_scale`` faults at several strengths, see configs/emulator/FAULTS.md). Records
    are cached under ``--cache`` keyed by the configuration, so reruns only redo the statistics.
@@ -26,7 +26,7 @@ Design (cheap and honest):
      reference accuracy is the stored full-set number, as the engine's CI uses it;
    * ``mcnemar`` - exact McNemar, two-sided p < alpha with more losses than gains;
    * ``logprob`` - the log-probability test alone at alpha: KL exceedance test significant and
-     the direction "regressed" (harness.verdict, default tolerance 0.01 nats, 5% allowed rate);
+     the direction "regressed" (harness.comparison.verdict, default tolerance 0.01 nats, 5% allowed rate);
    * ``logprob_divergent`` - the exceedance test alone (a difference, any direction);
    * ``verdict`` - what the harness prints: compare_runs(...).verdict == "regressed" (both tests
      at alpha/2 each, direction required).
@@ -151,8 +151,9 @@ def _key(entry: dict) -> str:
 
 def evaluate_all(names: list[str], cache: Path | None, model: str, dataset: str, log, fresh: bool = False) -> dict:
     """{name: records} for the reference and each config, evaluated once on the whole set (cached)."""
-    from harness.evaluate import EvalSpec, run_evaluation
-    from harness.records import read_records, write_records
+    from harness.evaluation.run import run_evaluation
+    from harness.evaluation.spec import EvalSpec
+    from harness.evaluation.records import read_records, write_records
 
     out = {}
     for name in ["reference"] + names:
@@ -178,7 +179,7 @@ def evaluate_all(names: list[str], cache: Path | None, model: str, dataset: str,
 
 
 def full_set_summary(ref, cand) -> dict:
-    from harness.verdict import compare_runs
+    from harness.comparison.verdict import compare_runs
 
     c = compare_runs(ref, cand)
     return {"accuracy": c.accuracy["cand_points"], "delta_points": c.accuracy["diff_points"],
@@ -189,8 +190,8 @@ def full_set_summary(ref, cand) -> dict:
 
 
 def detections(ref_sub, cand_sub, ref_full_acc: float, alpha: float) -> dict:
-    from harness import stats
-    from harness.verdict import compare_runs
+    from harness.comparison import stats
+    from harness.comparison.verdict import compare_runs
 
     c = compare_runs(ref_sub, cand_sub, alpha=alpha, n_boot=200)
     n = c.n
@@ -199,7 +200,7 @@ def detections(ref_sub, cand_sub, ref_full_acc: float, alpha: float) -> dict:
     lp_div = bool(t.get("available")) and t["p"] < alpha
     sf = t.get("direction_test") or {}
     lp_dir = None
-    if lp_div:  # same direction rule as harness.verdict, with the divergence test at the full alpha
+    if lp_div:  # same direction rule as harness.comparison.verdict, with the divergence test at the full alpha
         if sf.get("p_less", 1.0) < alpha and sf.get("mean", 0) < 0:
             lp_dir = "regressed"
         elif sf.get("p_greater", 1.0) < alpha and sf.get("mean", 0) > 0:
@@ -245,8 +246,8 @@ def run_bench(records: dict, ns: list[int], draws: int, alpha: float, log) -> di
 
 def main(argv=None) -> int:
     from harness.paths import DEMO_MMLU, DEMO_MODEL
-    from harness.stats import trtllm_theta
-    from harness.verdict import DEFAULT_KL_EXCEED_RATE, DEFAULT_KL_TOLERANCE
+    from harness.comparison.stats import trtllm_theta
+    from harness.comparison.verdict import DEFAULT_KL_EXCEED_RATE, DEFAULT_KL_TOLERANCE
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_detection.json"))
@@ -311,14 +312,14 @@ def main(argv=None) -> int:
                              "mcnemar": "exact McNemar two-sided p < alpha, more losses than gains",
                              "logprob": "KL exceedance test p < alpha and direction regressed",
                              "logprob_divergent": "KL exceedance test p < alpha (any direction)",
-                             "verdict": "harness.verdict.compare_runs == 'regressed' (alpha split over both tests)"},
+                             "verdict": "harness.comparison.verdict.compare_runs == 'regressed' (alpha split over both tests)"},
                  "eval_seconds": round(t_eval, 1), "stats_seconds": round(time.time() - t1, 1),
                  "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
         "configs": configs,
         "detection_rate": results,
         "target": target,
     }
-    from harness.verdict import json_safe
+    from harness.comparison.verdict import json_safe
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:

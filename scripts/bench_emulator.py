@@ -106,7 +106,8 @@ def letter_kl(ref, cand) -> float:
 
 def faults(args) -> dict:
     from harness.config import load_yaml
-    from harness.evaluate import EvalSpec, run_evaluation
+    from harness.evaluation.run import run_evaluation
+    from harness.evaluation.spec import EvalSpec
 
     refs, rows = {}, []
     for name, model, cfg, expect in CASES:
@@ -145,7 +146,7 @@ def faults(args) -> dict:
 def timing(args) -> dict:
     """Wall time of a fresh process evaluating 100 demo prompts, hf vs ad-emulator (default and demo)."""
     code = ("import sys,time,json; t=time.time(); sys.path.insert(0,{repo!r});"
-            "from harness.evaluate import EvalSpec, run_evaluation; from harness.config import load_yaml;"
+            "from harness.evaluation.spec import EvalSpec; from harness.evaluation.run import run_evaluation; from harness.config import load_yaml;"
             "cfg={cfg};"
             "r=run_evaluation(EvalSpec(backend={be!r}, model={model!r}, config=cfg, samples=100));"
             "print(json.dumps({{'wall': time.time()-t, 'status': r.status, 'timings': r.info.get('timings'),"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.evaluate import EvalSpec  # noqa: E402
+from harness.evaluation.spec import EvalSpec  # noqa: E402
 from harness.paths import DEMO_MMLU, DEMO_MODEL  # noqa: E402
-from harness.runner import Runner  # noqa: E402
+from harness.execution.runner import Runner  # noqa: E402
 
 MODES = {
     "inprocess": ("inprocess", {}),

@@ -1,5 +1,5 @@
 """Backends planted by tests/test_executor.py, test_runner.py and test_resume.py through the
-HARNESS_EXTRA_BACKENDS testing hook (harness/executor.py). Not a test module itself.
+HARNESS_EXTRA_BACKENDS testing hook (harness/execution/executor.py). Not a test module itself.
 
 - ToyBackend ("toy"): no torch; answers a letter derived from the prompt hash, so results are
   deterministic and cheap. Appends one line per open() to $HARNESS_TEST_MARKER when set (counts

@@ -78,7 +78,7 @@ def _stable(summary: dict) -> dict:
 
 @needs_demo
 def test_sigkill_then_rerun_repeats_no_evaluation_and_same_summary(tmp_path):
-    from harness.store import Store
+    from harness.evaluation.store import Store
 
     cfg = tmp_path / "ad.yaml"
     cfg.write_text("transforms:\n  optimize_rope: {fault: rope_applied_twice}\n")

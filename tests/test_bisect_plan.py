@@ -10,7 +10,7 @@ from harness.bisect.plan import build_plan
 from harness.bisect.search import FAIL, PASS, UNTESTABLE
 from harness.config import Catalogue, resolve
 from harness.errors import HarnessError
-from harness.evaluate import EvalResult, EvalSpec
+from harness.evaluation.spec import EvalResult, EvalSpec
 
 DEFAULT = {
     "transforms": {

@@ -5,9 +5,9 @@ import random
 import pandas as pd
 import pytest
 
-from harness.breakdown import breakdown_tables, write_breakdown
+from harness.analysis.breakdown import breakdown_tables, write_breakdown
 from harness.errors import HarnessError
-from harness.records import prompt_hash
+from harness.evaluation.records import prompt_hash
 
 LETTERS = "ABCD"
 
@@ -121,7 +121,7 @@ def test_mismatched_prompts_refuse():
 
 def test_breakdown_command(tmp_path, capsys):
     from harness.cli import main
-    from harness.rundir import write_run
+    from harness.evaluation.rundir import write_run
 
     ref = reference(SUBJ)
     cand = degrade(ref, lambda r, rng: rng.random() < 0.2)

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from harness.classify import classify, load_patterns, tail_repeat_cover, word_likeness
+from harness.analysis.classify import classify, load_patterns, tail_repeat_cover, word_likeness
 from harness.errors import HarnessError
-from harness.records import prompt_hash
+from harness.evaluation.records import prompt_hash
 
 LETTERS = "ABCD"
 
@@ -203,7 +203,7 @@ def test_unresolved_or_empty_run_is_a_clear_error():
 
 def test_classify_command(tmp_path, capsys):
     from harness.cli import main
-    from harness.rundir import write_run
+    from harness.evaluation.rundir import write_run
 
     ref = reference_run()
     cand = [dict(r, output=" Okay,", parsed=None, correct=False) for r in ref]
@@ -227,7 +227,8 @@ def emulator_runs():
     if not (DEMO_MODEL / "model.safetensors").is_file():
         pytest.skip("demo model not built")
     pytest.importorskip("harness.backends.emulator.backend")
-    from harness.evaluate import EvalSpec, run_evaluation
+    from harness.evaluation.run import run_evaluation
+    from harness.evaluation.spec import EvalSpec
 
     def ev(backend, config, n=60):
         res = run_evaluation(EvalSpec(backend=backend, model=str(DEMO_MODEL), task="mmlu", config=config,

@@ -87,11 +87,12 @@ def test_plugin_transform_runs_in_its_stage_with_context(ref, tmp_path):
 def test_plugin_fault_via_context_plugins_changes_answers(ref):
     from transformers import AutoTokenizer
 
-    from harness.backends.hf_generate import continuation_token_id
+    from harness.backends.hf.generate import continuation_token_id
 
     tok = AutoTokenizer.from_pretrained(str(DEMO_MODEL))
     a, b = continuation_token_id(tok, " A"), continuation_token_id(tok, " B")
-    from harness.evaluate import EvalSpec, run_evaluation
+    from harness.evaluation.run import run_evaluation
+    from harness.evaluation.spec import EvalSpec
 
     res = run_evaluation(EvalSpec(backend="ad-emulator", model=str(DEMO_MODEL), samples=60,
                                   plugins=[str(PLUGINS / "swap_letters_plugin.py")],

@@ -160,7 +160,8 @@ def test_demo_configs_resolve():
 
 
 def _run(config, plugins=(), samples=4):
-    from harness.evaluate import EvalSpec, run_evaluation
+    from harness.evaluation.run import run_evaluation
+    from harness.evaluation.spec import EvalSpec
 
     if not (DEMO_MODEL / "config.json").is_file():
         pytest.skip("demo model not built")

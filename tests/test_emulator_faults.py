@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from harness.evaluate import EvalSpec, run_evaluation
+from harness.evaluation.run import run_evaluation
+
+from harness.evaluation.spec import EvalSpec
 from harness.paths import DEMO_MODEL
 
 N = 60  # 10 per demo subject

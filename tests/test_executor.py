@@ -8,10 +8,10 @@ import time
 import pytest
 
 import executor_backends
-from harness.envscrub import worker_env
+from harness.execution.envscrub import worker_env
 from harness.errors import HarnessError
-from harness.evaluate import EvalSpec
-from harness.executor import InProcessExecutor, LocalExecutor, get_executor, read_worker_result
+from harness.evaluation.spec import EvalSpec
+from harness.execution.executor import InProcessExecutor, LocalExecutor, get_executor, read_worker_result
 from harness.paths import DEMO_MMLU
 
 
@@ -164,7 +164,7 @@ def test_python_m_harness_worker_is_the_same_entry_point(tmp_path):
     import subprocess
     import sys
 
-    from harness.executor import write_json_atomic
+    from harness.jsonio import write_json_atomic
 
     write_json_atomic(tmp_path / "spec.json", spec().to_dict())
     proc = subprocess.run([sys.executable, "-m", "harness", "worker", "--spec", str(tmp_path / "spec.json"),

@@ -7,7 +7,7 @@ import yaml
 
 from harness.cli import main
 from harness.config import Catalogue, resolve
-from harness.quant import fake_quant_overlay, is_moe, quant_info, render_fake_quant_yaml
+from harness.analysis.fake_quant import fake_quant_overlay, is_moe, quant_info, render_fake_quant_yaml
 
 DEFAULT = textwrap.dedent("""\
     transforms:

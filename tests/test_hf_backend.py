@@ -1,4 +1,4 @@
-"""hf backend and harness.backends.hf_generate: greedy, batched, truncation, stops, EOS, log-probs, NaN."""
+"""hf backend and harness.backends.hf.generate: greedy, batched, truncation, stops, EOS, log-probs, NaN."""
 from __future__ import annotations
 
 import json
@@ -63,7 +63,7 @@ def _reference_greedy(eng, prompt, n):
 def test_batched_cached_generation_matches_uncached_reference(engine):
     prompts = _prompts()
     comps = engine.generate(prompts, SamplingSpec(max_tokens=3, batch_size=3, answer_continuations=[" A", " B"]))
-    from harness.backends.hf_generate import continuation_token_id
+    from harness.backends.hf.generate import continuation_token_id
 
     a_id = continuation_token_id(engine.tokenizer, " A")
     for p, c in zip(prompts, comps):
@@ -138,7 +138,7 @@ class ScriptedLM:
 
 
 def _gen(tok, script, **kw):
-    from harness.backends.hf_generate import generate
+    from harness.backends.hf.generate import generate
 
     model = ScriptedLM(len(tok), script)
     return generate(model, tok, kw.pop("prompts", ["Answer:", "Question: 1 + 1?\nAnswer:"]), SamplingSpec(**kw))
@@ -169,7 +169,7 @@ def test_eos_and_ignore_eos(engine):
 
 @pytest.mark.parametrize("bad", ["nan", "inf"])
 def test_nonfinite_logits_never_raise(engine, bad):
-    from harness.records import make_record
+    from harness.evaluation.records import make_record
     from harness.tasks.base import Sample, Score
 
     tok = engine.tokenizer
@@ -202,7 +202,7 @@ def test_diagnose_on_demo_model(tmp_path):
     assert "accuracy:" in text and "95% Wilson interval" in text
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert f"run directory: {run_dir}" in text
-    from harness.rundir import read_run
+    from harness.evaluation.rundir import read_run
 
     run, records = read_run(run_dir)
     assert run["status"] == "ok" and run["backend"] == "hf" and run["task"] == "mmlu"
@@ -238,7 +238,7 @@ def test_diagnose_unresolved_writes_run_json_and_exits_1(tmp_path, monkeypatch, 
     assert rc == 1
     assert "illegal memory access" in captured.err
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    from harness.rundir import read_run
+    from harness.evaluation.rundir import read_run
 
     run, records = read_run(run_dir)
     assert run["status"] == "unresolved" and "illegal memory access" in run["error"] and records == []

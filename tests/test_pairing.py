@@ -2,8 +2,8 @@
 import pytest
 
 from harness.errors import HarnessError
-from harness.pairing import PairingError, pair_records, require_valid
-from harness.records import prompt_hash, token_hash
+from harness.comparison.pairing import PairingError, pair_records, require_valid
+from harness.evaluation.records import prompt_hash, token_hash
 
 
 def rec(i, prompt=None, tokens=None, correct=True):

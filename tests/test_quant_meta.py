@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness.quant_meta import read_quant_meta
+from harness.backends.checkpoint import read_quant_meta
 
 
 def _ckpt(tmp_path, config=None, hf_quant=None):

@@ -43,10 +43,10 @@ def test_summary_schema(summary, run_dir):
     env = summary["environment"]["backends"]["candidate"]
     assert env["torch"] and env["transformers"] and env["device"] == "cpu"
     assert summary["knob_effects"]["optimize_rope"]["ran"] is True
-    import harness.report
+    import harness.bisect.report
     from pathlib import Path
 
-    schema = (Path(harness.report.__file__).parent / "SCHEMA.md").read_text()
+    schema = (Path(harness.bisect.report.__file__).parent / "SCHEMA.md").read_text()
     for key in summary:  # every top-level field is documented
         assert f"`{key}`" in schema, key
 
@@ -91,8 +91,8 @@ def test_repro_files(summary, run_dir):
 
 
 def test_samples_and_decisive_runs(summary, run_dir):
-    from harness.records import read_records
-    from harness.rundir import read_run
+    from harness.evaluation.records import read_records
+    from harness.evaluation.rundir import read_run
 
     recs = read_records(run_dir / "samples.jsonl")
     assert len(recs) == summary["scores"]["n"]

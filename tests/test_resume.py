@@ -15,16 +15,16 @@ from collections import Counter
 import pytest
 
 import executor_backends
-from harness.store import Store
+from harness.evaluation.store import Store
 
 MODELS = ["m0", "m1", "m2", "m3"]
 
 DRIVER = textwrap.dedent("""
     import json, sys
-    from harness.evaluate import EvalSpec
-    from harness.executor import register_extra_backends
+    from harness.evaluation.spec import EvalSpec
+    from harness.execution.worker import register_extra_backends
     from harness.paths import DEMO_MMLU
-    from harness.runner import Runner
+    from harness.execution.runner import Runner
 
     register_extra_backends()
     cache, out = sys.argv[1], sys.argv[2]

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from harness.errors import HarnessError
-from harness.evaluate import EvalResult, EvalSpec
-from harness.rundir import new_run_dir, read_run, write_run
+from harness.evaluation.spec import EvalResult, EvalSpec
+from harness.evaluation.rundir import new_run_dir, read_run, write_run
 
 
 def test_new_run_dir_is_unique_and_labelled(tmp_path):

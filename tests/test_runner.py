@@ -10,11 +10,11 @@ import pytest
 
 import executor_backends
 from harness.errors import HarnessError
-from harness.evaluate import EvalSpec
+from harness.evaluation.spec import EvalSpec
 from harness.paths import DEMO_MMLU, DEMO_MODEL
-from harness.progress import Progress
-from harness.runner import Runner
-from harness.store import Store
+from harness.execution.progress import Progress
+from harness.execution.runner import Runner
+from harness.evaluation.store import Store
 
 
 @pytest.fixture(autouse=True)
@@ -196,7 +196,7 @@ def test_live_progress_renders_phases_and_evaluations(tmp_path):
 
 
 def test_refuses_to_run_under_torchrun():
-    from harness.runner import refuse_torchrun
+    from harness.execution.runner import refuse_torchrun
 
     with pytest.raises(HarnessError, match="torchrun"):
         refuse_torchrun({"TORCHELASTIC_RUN_ID": "abc", "LOCAL_RANK": "0"})

@@ -14,12 +14,12 @@ import pytest
 
 import executor_backends
 from harness.errors import HarnessError
-from harness.evaluate import EvalSpec
-from harness.executor import LocalExecutor, get_executor
+from harness.evaluation.spec import EvalSpec
+from harness.execution.executor import LocalExecutor, get_executor
 from harness.paths import DEMO_MMLU, REPO_ROOT
 
 pytest.importorskip("submitit")
-from harness.slurm import SlurmExecutor, executor_options, parse_time_minutes  # noqa: E402
+from harness.execution.slurm import SlurmExecutor, executor_options, parse_time_minutes  # noqa: E402
 
 SCRIPT = REPO_ROOT / "scripts" / "slurm_local.sh"
 
@@ -41,7 +41,7 @@ def test_parse_slurm_time():
 
 
 def test_missing_submitit_or_sbatch_are_clear_errors(monkeypatch):
-    import harness.slurm as hs
+    import harness.execution.slurm as hs
 
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(HarnessError, match="pip install submitit"):
@@ -55,7 +55,7 @@ def test_missing_submitit_or_sbatch_are_clear_errors(monkeypatch):
 def test_debug_cluster_gives_the_local_executors_result(tmp_path):
     """Same worker entry point: identical records through submitit and through a local worker."""
     local = LocalExecutor(timeout=60).run(spec(), tmp_path / "local")
-    ex = get_executor("slurm", timeout=60, cluster="debug")  # registered in harness.executor.EXECUTORS
+    ex = get_executor("slurm", timeout=60, cluster="debug")  # registered in harness.execution.executor.EXECUTORS
     assert isinstance(ex, SlurmExecutor)
     res = ex.run(spec(), tmp_path / "debug")
     assert res.status == "ok" and res.metrics == local.metrics
@@ -76,7 +76,7 @@ def test_local_cluster_crash_and_timeout_are_unresolved(tmp_path):
 def test_cli_options_map_to_executor_options():
     import argparse
 
-    from harness.slurm import add_executor_arguments
+    from harness.execution.slurm import add_executor_arguments
 
     p = argparse.ArgumentParser()
     add_executor_arguments(p)
@@ -134,7 +134,7 @@ def test_real_slurm_cancelled_job_is_unresolved_not_a_hang(slurm, tmp_path):
     # scancel SIGTERMs the step: either the job function saw its worker die, or the job itself vanished
     assert res.status == "unresolved", res
     assert "SIGTERM" in res.error or f"Slurm job {job_id} ended without a result" in res.error
-    from harness.triage import load_patterns, triage_text
+    from harness.analysis.triage import load_patterns, triage_text
 
     assert triage_text(res.error + "\n" + (res.log_tail or ""), load_patterns()).primary.pattern == "killed"
     for _ in range(100):  # let the cancelled job leave the node before the next test
@@ -144,7 +144,7 @@ def test_real_slurm_cancelled_job_is_unresolved_not_a_hang(slurm, tmp_path):
 
 
 def test_real_slurm_runner_runs_jobs_concurrently(slurm, tmp_path, monkeypatch):
-    from harness.runner import Runner
+    from harness.execution.runner import Runner
 
     monkeypatch.setenv("HARNESS_TEST_SLEEP", "4")
     running, stop = [0], threading.Event()

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from harness import stats
+from harness.comparison import stats
 from harness.errors import HarnessError
 
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from harness.errors import HarnessError
-from harness.evaluate import EvalResult
-from harness.store import Store
+from harness.evaluation.spec import EvalResult
+from harness.evaluation.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,7 +118,7 @@ WRITER = textwrap.dedent("""
     import sys, itertools
     sys.path.insert(0, {tests!r})
     from test_store import _result
-    from harness.store import Store
+    from harness.evaluation.store import Store
     store = Store({cache!r})
     for i in itertools.count():
         store.put(f"{{i:064d}}", {{"backend": "hf", "label": str(i)}}, _result(2000, tag=str(i)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.triage import find_unresolved, load_patterns, triage_file, triage_text
+from harness.analysis.triage import find_unresolved, load_patterns, triage_file, triage_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 REPO = Path(__file__).resolve().parents[1]
@@ -99,8 +99,8 @@ def test_cli_text_json_and_errors(tmp_path):
 
 
 def test_reports_dir_reads_unresolved_rows_of_the_cache(tmp_path, patterns):
-    from harness.evaluate import EvalResult
-    from harness.store import Store
+    from harness.evaluation.spec import EvalResult
+    from harness.evaluation.store import Store
 
     with Store(tmp_path / "cache") as store:
         store.put("k" * 64, {"backend": "ad-emulator", "task": "mmlu", "label": "planted crash"},
@@ -113,8 +113,8 @@ def test_reports_dir_reads_unresolved_rows_of_the_cache(tmp_path, patterns):
 
 
 def test_the_executors_own_failure_messages_are_classified(tmp_path, patterns):
-    """What harness.executor writes for a timeout, a segfault and a SIGKILL maps to the right pattern."""
-    from harness.executor import describe_exit, read_worker_result
+    """What harness.execution.executor writes for a timeout, a segfault and a SIGKILL maps to the right pattern."""
+    from harness.execution.executor import describe_exit, read_worker_result
 
     timeout = read_worker_result(None, tmp_path / "none.json", tmp_path / "none.log", timed_out=900).error
     assert triage_text(timeout, patterns).primary.pattern == "wall_clock"

@@ -10,9 +10,9 @@ import yaml
 from trtllm_fake import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
 
 from harness.backends import get_backend  # noqa: E402
-from harness.backends import trtllm_version as tv  # noqa: E402
-from harness.backends.trtllm_ad import plan_ad  # noqa: E402
-from harness.backends.trtllm_pt import plan_pt  # noqa: E402
+from harness.backends.trtllm import version as tv  # noqa: E402
+from harness.backends.trtllm.ad import plan_ad  # noqa: E402
+from harness.backends.trtllm.pt import plan_pt  # noqa: E402
 from harness.config import Catalogue, load_yaml, resolve  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 

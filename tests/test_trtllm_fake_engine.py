@@ -11,7 +11,8 @@ from trtllm_fake import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake
 
 from harness.backends import get_backend  # noqa: E402
 from harness.backends.base import SamplingSpec  # noqa: E402
-from harness.evaluate import EvalSpec, run_evaluation  # noqa: E402
+from harness.evaluation.run import run_evaluation  # noqa: E402
+from harness.evaluation.spec import EvalSpec  # noqa: E402
 from harness.paths import DEMO_MMLU, DEMO_MODEL  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file() or not DEMO_MMLU.is_dir(),

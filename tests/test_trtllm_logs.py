@@ -5,7 +5,7 @@ import logging
 import subprocess
 import sys
 
-from harness.backends import trtllm_logs as logs
+from harness.backends.trtllm import logs as logs
 
 # Lines as tensorrt_llm/logger.py + transform/interface.py print them (timestamp, prefix, rank, severity).
 LOG = """\

@@ -9,7 +9,7 @@ import pytest
 
 from trtllm_fake import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
 
-from harness.backends import trtllm_common as common  # noqa: E402
+from harness.backends.trtllm import common as common  # noqa: E402
 from harness.backends.base import SamplingSpec  # noqa: E402
 
 MMLU = SamplingSpec(max_tokens=2, truncate_prompt_tokens=4094, ignore_eos=True, top_logprobs=10,

@@ -8,7 +8,7 @@ import pytest
 
 from trtllm_fake import fake_logger_handlers_reset, purge_tensorrt_llm, use_fake  # noqa: E402
 
-from harness.backends import trtllm_version as tv  # noqa: E402
+from harness.backends.trtllm import version as tv  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 
 

@@ -6,9 +6,9 @@ import random
 import pytest
 
 from harness.errors import HarnessError
-from harness.pairing import PairingError
-from harness.records import prompt_hash
-from harness.verdict import Comparison, NoiseFloor, compare_runs
+from harness.comparison.pairing import PairingError
+from harness.evaluation.records import prompt_hash
+from harness.comparison.verdict import Comparison, NoiseFloor, compare_runs
 
 LETTERS = "ABCD"
 
@@ -226,7 +226,7 @@ def test_comparison_roundtrip_fields():
 
 
 def write_run_dir(path, records, status="ok", label="run"):
-    from harness.rundir import write_run
+    from harness.evaluation.rundir import write_run
 
     write_run(path, {"label": label, "backend": label, "task": "mmlu"},
               {"status": status, "records": records, "error": None if status == "ok" else "worker timed out"})
@@ -265,7 +265,7 @@ def test_compare_command_text_json_and_errors(tmp_path, capsys):
 
 
 def test_letter_kl_js_margin_and_robustness():
-    from harness.logprob_stats import compare_logprobs, sample_divergence
+    from harness.comparison.logprobs import compare_logprobs, sample_divergence
 
     p = [0.7, 0.1, 0.1, 0.1]
     q = [0.4, 0.4, 0.1, 0.1]

@@ -56,9 +56,24 @@ class Engine:
 
 
 class Backend:
+    """A backend by name, with the capabilities the rest of the harness asks about (instead of
+    comparing backend names). Importing a Backend class must stay cheap: no torch, no engine."""
+
     name: str = ""
-    # True when the backend reads an AD-style YAML config (transforms, compile_backend, ...)
+    # reads an AD-style YAML config (transforms, compile_backend, ...): there are knobs to bisect
     takes_ad_config: bool = False
+    # honours `world_size` in its config (a reference run at the candidate's world size)
+    takes_world_size: bool = False
+    # loads plugin transform files (--plugin / `plugins:`)
+    takes_plugins: bool = False
+    # the model must be a local checkpoint directory (checked before any work)
+    needs_local_model: bool = False
+    # may run in a child forked from the fork server (False: MPI / CUDA state must not be forked)
+    fork_safe: bool = True
+    # modules a fork-server worker imports once, before forking (harness/execution/forkserver.py)
+    preload_modules: tuple[str, ...] = ()
+    # environment variable through which workers and repro scripts see --default-yaml (or None)
+    default_yaml_env: str | None = None
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         raise NotImplementedError
@@ -66,6 +81,20 @@ class Backend:
     def default_yaml(self) -> str | None:
         """Path of the pipeline default.yaml in force (the knob catalogue), or None."""
         return None
+
+    def use_default_yaml(self, path: str) -> None:
+        """``--default-yaml PATH``: make PATH the default.yaml in force here and in every worker."""
+
+    def catalogue(self, default_yaml: str, user: dict, plugins: list[str]):
+        """The knob catalogue of ``default_yaml`` for this user config (plugin transforms added by
+        backends that take plugins)."""
+        from harness.config import Catalogue
+        from harness.errors import HarnessError
+
+        if plugins:
+            raise HarnessError(f"--plugin is supported by backends that load plugin transforms (ad-emulator), not "
+                               f"{self.name!r}; drop --plugin")
+        return Catalogue.from_yaml(default_yaml)
 
     def version_key(self) -> dict:
         """Engine versions that can change outputs; part of the evaluation cache key.

@@ -103,27 +103,13 @@ def check_out_dir(out: str | Path) -> Path:
     return p
 
 
-def load_catalogue(backend: str, default_yaml: str, user: dict, plugins: list[str]):
-    """The knob catalogue of the default.yaml in force, with plugin transforms added (ad-emulator)."""
-    from harness.config import Catalogue
-
-    if backend == "ad-emulator":
-        from harness.backends.emulator.pipeline import build_catalogue
-
-        catalogue, _ = build_catalogue(user, plugins, default_yaml)
-        return catalogue
-    if plugins:
-        raise HarnessError(f"--plugin is supported by the ad-emulator backend only, not {backend!r}; drop --plugin")
-    return Catalogue.from_yaml(default_yaml)
-
-
 def resolve_inputs(args) -> BisectInputs:
     from harness.backends import default_backends, get_backend
     from harness.bisect.ablation import load_ablation
     from harness.config import Catalogue, load_yaml, resolve
     from harness.config.ops import validate_transform_names
-    from harness.paths import DEMO_CONFIG, DEMO_MODEL, default_dataset
-    from harness.quant import is_moe, quant_info
+    from harness.paths import default_dataset
+    from harness.analysis.fake_quant import is_moe, quant_info
 
     ref_default, cand_default = default_backends()
     backend_ref = args.backend_ref or ref_default
@@ -156,20 +142,15 @@ def resolve_inputs(args) -> BisectInputs:
         if not Path(default_yaml).is_file():
             raise HarnessError(f"--default-yaml {default_yaml!r} does not exist; pass the path of "
                                "tensorrt_llm/_torch/auto_deploy/config/default.yaml")
-        if backend.startswith("trtllm"):
-            from harness.backends.trtllm_version import set_default_yaml_override
-
-            set_default_yaml_override(default_yaml)  # every worker uses it too (environment)
+        cand.use_default_yaml(default_yaml)  # every worker uses it too (environment)
     else:
         default_yaml = cand.default_yaml()
         if not default_yaml:
             raise HarnessError(f"backend {backend!r} has no default.yaml in force; pass --default-yaml PATH")
     config_path = args.config
-    if config_path is None and backend == "ad-emulator" and Path(model).resolve() == Path(DEMO_MODEL).resolve():
-        config_path = str(DEMO_CONFIG)
     user = load_yaml(config_path, "config") if config_path else {}
     plugins = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in (args.plugin or [])]
-    catalogue = load_catalogue(backend, str(default_yaml), user, plugins)
+    catalogue = cand.catalogue(str(default_yaml), user, plugins)
     validate_transform_names(user, catalogue)
     base_names = set(Catalogue.from_yaml(default_yaml).names())
     extra = [n for n in catalogue.names() if n not in base_names]
@@ -207,11 +188,9 @@ def resolve_inputs(args) -> BisectInputs:
                 last = exc
         if ref_score is None and last is not None:
             raise last
-    from harness.commands.prompts import prompt_options_from_args
-
     from harness.tasks.base import PromptOptions
 
-    popts = prompt_options_from_args(args, tokenizer=model).to_dict()
+    popts = PromptOptions.from_args(args, tokenizer=model).to_dict()
     defaults = PromptOptions().to_dict()
     popts_d = {k: v for k, v in popts.items() if v != defaults.get(k)}  # only what differs (cache key)
     if not popts_d.get("apply_chat_template"):

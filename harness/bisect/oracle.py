@@ -1,7 +1,7 @@
 """Each bisect step's oracle: evaluate a configuration and judge it against the reference run.
 
 The verdict of a step is the paired comparison of its per-sample records with the reference
-run's on the same samples (``harness.verdict.compare_runs``): ``regressed`` -> the step *fails*;
+run's on the same samples (``harness.comparison.verdict.compare_runs``): ``regressed`` -> the step *fails*;
 ``same`` or ``improved`` -> it *passes*. Two verdicts decide nothing and are handled here:
 
 * ``unresolved`` (the engine crashed, hung, ran out of memory): the evaluation is run once more
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from harness.bisect.search import FAIL, PASS, UNTESTABLE
-from harness.evaluate import EvalResult, EvalSpec
+from harness.evaluation.spec import EvalResult, EvalSpec
 
 ESCALATE_FACTOR = 4
 VERDICT_OUTCOME = {"regressed": FAIL, "same": PASS, "improved": PASS}
@@ -85,7 +85,7 @@ class Oracle:
     """Runs specs through the runner, retries unresolved ones, judges them against the reference.
 
     ``compare(ref_records, cand_records) -> Comparison`` (with ``.verdict``) is
-    ``harness.verdict.compare_runs`` with the run's alpha / min_effect / noise bound in.
+    ``harness.comparison.verdict.compare_runs`` with the run's alpha / min_effect / noise bound in.
     ``available`` returns how many samples the data set holds (for inconclusive escalation).
     ``on_step(step)`` is called after every judged step (the orchestrator appends it to the trail).
     """

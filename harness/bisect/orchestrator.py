@@ -14,7 +14,7 @@ Every evaluation goes through the Runner (cached in the store, fresh worker proc
 unresolved), and every judgement through the Oracle (retry once, escalate an inconclusive step).
 Because the search is deterministic and every finished evaluation is stored before the next one
 starts, a rerun after a kill replays the same trail from the store and writes the same summary.
-The orchestrator collects plain dicts; ``harness.report`` turns them into files.
+The orchestrator collects plain dicts; ``harness.bisect.report`` turns them into files.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from harness.backends import capabilities
 from harness.bisect.oracle import Oracle, Step
 from harness.bisect.phases import (
     Check, check_accuracy, check_output_format, check_prompt_identity, check_reference_score,
@@ -30,7 +31,7 @@ from harness.bisect.phases import (
 from harness.bisect.plan import Plan, allreduce_transforms
 from harness.bisect.search import FAIL, PASS, run_search
 from harness.config import config_diff, config_hash, deep_merge, resolve
-from harness.evaluate import EvalResult, EvalSpec
+from harness.evaluation.spec import EvalResult, EvalSpec
 
 AA_BATCH_SIZES = [16, 8, 4, 2, 1, 31, 30, 29, 28, 27]  # A/A repeats differ from the reference run only in batching
 
@@ -61,7 +62,8 @@ class Bisector:
         self.culprits: list[dict] = []
         self.search_result = None
         self.t0 = time.monotonic()
-        ref_cfg = {} if inp.backend_ref in ("hf",) or plan.world_size <= 1 else {"world_size": plan.world_size}
+        takes_ws = capabilities(inp.backend_ref).takes_world_size
+        ref_cfg = {"world_size": plan.world_size} if takes_ws and plan.world_size > 1 else {}
         self.ref_spec = EvalSpec(backend=inp.backend_ref, model=inp.model, task=inp.task, config=ref_cfg,
                                  dataset=inp.dataset, samples=inp.samples, seed=inp.seed,
                                  prompt_options=dict(inp.prompt_options), label=f"reference {inp.backend_ref}")
@@ -82,7 +84,7 @@ class Bisector:
     def _compare(self, ref_records, cand_records):
         if self._compare_fn is not None:
             return self._compare_fn(ref_records, cand_records, noise=self.noise)
-        from harness.verdict import compare_runs
+        from harness.comparison.verdict import compare_runs
 
         return compare_runs(ref_records, cand_records, alpha=self.inp.alpha, min_effect=self.inp.min_effect,
                             noise=self.noise, labels=(self.inp.backend_ref, self.inp.backend),
@@ -91,7 +93,7 @@ class Bisector:
     def available(self) -> int | None:
         """How many samples the data set holds (for escalating an inconclusive step)."""
         if self._available is None:
-            from harness.evaluate import build_samples
+            from harness.evaluation.spec import build_samples
 
             try:
                 _, samples = build_samples(replace(self.ref_spec, samples=None))
@@ -297,7 +299,7 @@ class Bisector:
             step.verdict = comp.verdict
             rows.append({"repeat": i + 1, "batch_size": bs, "verdict": comp.verdict, "score": _score(res)})
         self.noise = comps or None
-        from harness.verdict import NoiseFloor
+        from harness.comparison.verdict import NoiseFloor
 
         floor = NoiseFloor.from_any(comps) if comps else None
         return {"repeats": rows, "floor": floor.to_dict() if floor else None}
@@ -344,9 +346,9 @@ class Bisector:
         fn = self._classify_fn
         if fn is None:
             try:
-                from harness.classify import classify as fn
+                from harness.analysis.classify import classify as fn
             except ImportError:
-                return {"label": None, "note": "harness.classify not available"}
+                return {"label": None, "note": "harness.analysis.classify not available"}
         try:
             try:
                 c = fn(cand.records, reference_records=ref.records if ref is not None else None, task=self.inp.task)
@@ -458,7 +460,7 @@ class Bisector:
 
     # Phase 4a ----------------------------------------------------------------------------
     def phase4a(self) -> None:
-        from harness.quant import fake_quant_entries, fake_quant_overlay, render_fake_quant_yaml
+        from harness.analysis.fake_quant import fake_quant_entries, fake_quant_overlay, render_fake_quant_yaml
 
         self.phase("phase 4a: quantization")
         out: dict = {"quant": self.inp.quant, "moe": self.inp.moe}
@@ -536,7 +538,7 @@ class Bisector:
             pass
         try:
             from harness.paths import REPO_ROOT
-            from harness.report import write_decisive
+            from harness.bisect.report import write_decisive
 
             self.run_dir.mkdir(parents=True, exist_ok=True)  # not made yet: the report is written last
             write_decisive(self.run_dir, self.results, self.specs)
@@ -575,7 +577,7 @@ class Bisector:
             self.phases["5"] = {"ran": False, "note": "no paired records"}
             return
         self.phase("phase 5: per-subject breakdown")
-        from harness.bisect.breakdown_table import per_subject
+        from harness.analysis.breakdown import per_subject
 
         out = {"ran": True, "comparison": "reference vs full candidate (Phase 1)",
                "per_subject": per_subject(ref.records, cand.records)}
@@ -584,18 +586,18 @@ class Bisector:
         out["computed"] = "background" if written is not None else "inline"
         if written is None:
             try:
-                from harness.breakdown import write_breakdown
+                from harness.analysis.breakdown import write_breakdown
 
                 bd_dir.mkdir(parents=True, exist_ok=True)
                 task_meta, labels = self._breakdown_args()
                 written = write_breakdown(ref.records, cand.records, bd_dir, task_meta=task_meta,
                                           alpha=self.inp.alpha, labels=labels)
             except ImportError:
-                out["note"] = "harness.breakdown not available; per-subject table only"
+                out["note"] = "harness.analysis.breakdown not available; per-subject table only"
             except Exception as exc:  # noqa: BLE001 - the breakdown must not sink the bisect
                 out["note"] = f"breakdown failed: {type(exc).__name__}: {exc}"
         if isinstance(written, dict):
-            from harness.verdict import json_safe
+            from harness.comparison.verdict import json_safe
 
             out["breakdown"] = json_safe({k: v for k, v in written.items()
                                           if isinstance(v, (str, int, float, list, dict))})

@@ -29,7 +29,7 @@ class Check:
 # ------------------------------------------------------------------------------------ Phase 0
 def check_prompt_identity(ref_records: list[dict], cand_records: list[dict]) -> Check:
     """Same sample ids, prompt text hashes and prompt token-id hashes on both backends."""
-    from harness.pairing import pair_records
+    from harness.comparison.pairing import pair_records
 
     p = pair_records(ref_records, cand_records)
     if not p.valid or p.only_ref or p.only_cand:
@@ -90,7 +90,7 @@ def check_reference_score(score: float, n: int, expected: float, source: str, si
     (``ref + Phi^-1(alpha) * sqrt(2 sigma^2 / n)``): then PT itself 'fails' and the method says
     the eval harness, not AD, is the first suspect.
     """
-    from harness.stats import trtllm_threshold
+    from harness.comparison.stats import trtllm_threshold
 
     thr = trtllm_threshold(n, expected, sigma=sigma, alpha=alpha)
     hi = expected + (expected - thr)

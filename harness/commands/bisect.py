@@ -6,7 +6,7 @@ Every evaluation is cached under --cache-dir, so a rerun (or a rerun after a kil
 finished evaluation and writes the same summary.
 
 Writes <out>/bisect-<model>-<task>-<hash>/: report.md, report.html, summary.json (schema:
-harness/report/SCHEMA.md), samples.jsonl and decisive/ (the decisive comparison), repro/
+harness/bisect/report/SCHEMA.md), samples.jsonl and decisive/ (the decisive comparison), repro/
 (minimal_failing.yaml, confirming.yaml, command.sh), fake_quant_debug.yaml when Phase 4a ran,
 breakdown/ (Phase 5).
 
@@ -75,7 +75,7 @@ def run_dir_name(inp) -> str:
     import re
     from pathlib import Path
 
-    from harness.records import canonical_json, sha
+    from harness.jsonio import canonical_json, sha
 
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(inp.model)).name or "model").strip("-.")[:40] or "model"
     return f"bisect-{name}-{inp.task}-{sha(canonical_json(inp.identity()), 8)}"
@@ -93,18 +93,33 @@ def warm_imports() -> None:
             import harness.tasks.mmlu  # noqa: F401
             import scipy.stats  # noqa: F401
 
-            import harness.verdict  # noqa: F401
+            import harness.comparison.verdict  # noqa: F401
             import matplotlib
 
             matplotlib.use("Agg")
             import matplotlib.pyplot  # noqa: F401
 
-            import harness.breakdown  # noqa: F401
-            import harness.classify  # noqa: F401
+            import harness.analysis.breakdown  # noqa: F401
+            import harness.analysis.classify  # noqa: F401
         except Exception:  # noqa: BLE001 - only a head start; the real imports report errors
             pass
 
     threading.Thread(target=work, name="harness-warm-imports", daemon=True).start()
+
+
+def demo_config_default(args) -> str | None:
+    """--config as given; with none, the demo model on the emulator gets the demo config (the one
+    with the planted fault), so that `python -m harness bisect` alone runs the demo."""
+    from pathlib import Path
+
+    from harness.backends import default_backends
+    from harness.paths import DEMO_CONFIG, DEMO_MODEL
+
+    if args.config is not None:
+        return args.config
+    backend = args.backend or default_backends()[1]
+    is_demo = Path(args.model).expanduser().resolve() == DEMO_MODEL.resolve()
+    return str(DEMO_CONFIG) if backend == "ad-emulator" and is_demo else None
 
 
 def run(args) -> int:
@@ -116,6 +131,7 @@ def run(args) -> int:
 
     if getattr(args, "executor", "local") != "inprocess" and not args.dry_run:
         warm_imports()
+    args.config = demo_config_default(args)
     inp = resolve_inputs(args)
     plan = build_plan(inp.catalogue, inp.user_config, inp.strategy, inp.ablation,
                       quantized=bool(inp.quant.get("quantized")), unquantized_model=bool(inp.unquantized_model),
@@ -128,8 +144,8 @@ def run(args) -> int:
         return 0
 
     from harness.bisect.orchestrator import Bisector
-    from harness.report import write_report
-    from harness.runner import Runner
+    from harness.bisect.report import write_report
+    from harness.execution.runner import Runner
 
     run_dir = inp.out_root / run_dir_name(inp)
     started = time.time()

@@ -19,10 +19,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from harness.breakdown import write_breakdown
+    from harness.analysis.breakdown import write_breakdown
     from harness.commands.compare import load_run
     from harness.errors import HarnessError
-    from harness.verdict import json_safe
+    from harness.comparison.verdict import json_safe
 
     run_a, rec_a, lab_a = load_run(args.run_a)
     run_b, rec_b, lab_b = load_run(args.run_b)

@@ -51,7 +51,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from harness.store import Store
+    from harness.evaluation.store import Store
 
     cache_dir = getattr(args, "cache_dir", None) or ".harness"
     if args.action is None:

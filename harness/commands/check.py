@@ -26,7 +26,7 @@ EXIT_GOOD, EXIT_BAD, EXIT_SKIP, EXIT_ABORT = 0, 1, 125, 128
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from harness.slurm import add_executor_arguments
+    from harness.execution.slurm import add_executor_arguments
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = ("exit status: 0 good, 1 bad, 125 untestable (crash, timeout, out of memory: git bisect skips), "
@@ -86,7 +86,7 @@ def _prepare(args):
 
     from harness.config.io import load_yaml
     from harness.errors import HarnessError
-    from harness.evaluate import EvalSpec
+    from harness.evaluation.spec import EvalSpec
     from harness.paths import default_dataset
     from harness.regress.references import find_reference, lookup, normalize_spec
 
@@ -145,10 +145,10 @@ def evaluate_and_judge(args, spec, ref, samples) -> dict:
     from pathlib import Path
 
     from harness.errors import HarnessError
-    from harness.regress.runner import gate
-    from harness.runner import Runner
-    from harness.slurm import executor_options
-    from harness.triage import load_patterns, triage_text
+    from harness.regress.suite_runner import gate
+    from harness.execution.runner import Runner
+    from harness.execution.slurm import executor_options
+    from harness.analysis.triage import load_patterns, triage_text
 
     ex_name, ex_opts, _ = executor_options(args)
     out = {"backend": spec.backend, "model": spec.model, "task": spec.task, "samples": samples,
@@ -157,7 +157,7 @@ def evaluate_and_judge(args, spec, ref, samples) -> dict:
         with Runner(cache_dir=args.cache_dir, use_cache=args.cache, timeout=args.timeout, max_parallel=1, quiet=True,
                     executor=ex_name, executor_options=ex_opts, workdir=Path(args.cache_dir) / "work") as runner:
             # the resolved config is part of the engine at this commit: resolve inside the guarded block
-            from harness.regress.runner import _resolved
+            from harness.regress.suite_runner import _resolved
 
             spec.config = _resolved(spec.backend, spec.config)
             result = runner.evaluate(spec)

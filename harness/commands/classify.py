@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from harness.classify import classify
+    from harness.analysis.classify import classify
     from harness.commands.compare import load_run
 
     run_, records, _ = load_run(args.run)

@@ -3,7 +3,7 @@
 RUN_A / RUN_B are run directories (run.json + samples.jsonl, e.g. from `diagnose`). Samples pair
 by id, prompt text hash and prompt token-id hash; different prompts are an error (exit 2) that
 names how many differ. Prints the verdict (same | regressed | improved | inconclusive |
-unresolved) with every number behind it - see harness/verdict.py for the statistics. `--aa RUN`
+unresolved) with every number behind it - see harness/comparison/verdict.py for the statistics. `--aa RUN`
 (repeatable) adds reruns of the reference config as an A/A noise floor. Exit 0 whatever the
 verdict (use `check` for a pass/fail exit code), 2 on bad input.
 """
@@ -14,7 +14,7 @@ import sys
 
 
 def add_arguments(parser) -> None:
-    from harness.verdict import DEFAULT_ALPHA, DEFAULT_KL_EXCEED_RATE, DEFAULT_KL_TOLERANCE, DEFAULT_MIN_EFFECT
+    from harness.comparison.verdict import DEFAULT_ALPHA, DEFAULT_KL_EXCEED_RATE, DEFAULT_KL_TOLERANCE, DEFAULT_MIN_EFFECT
 
     parser.add_argument("run_a", metavar="RUN_A", help="Reference run directory (e.g. PT / hf).")
     parser.add_argument("run_b", metavar="RUN_B", help="Candidate run directory (e.g. AD / ad-emulator).")
@@ -39,7 +39,7 @@ def add_arguments(parser) -> None:
 
 def load_run(path: str) -> tuple[dict, list[dict], str]:
     """(run.json, records, label) of a run directory (HarnessError when it is not one)."""
-    from harness.rundir import read_run
+    from harness.evaluation.rundir import read_run
 
     run, records = read_run(path)
     label = run.get("label") or run.get("backend") or path
@@ -47,7 +47,7 @@ def load_run(path: str) -> tuple[dict, list[dict], str]:
 
 
 def run(args) -> int:
-    from harness.verdict import compare_runs
+    from harness.comparison.verdict import compare_runs
 
     run_a, rec_a, lab_a = load_run(args.run_a)
     run_b, rec_b, lab_b = load_run(args.run_b)

@@ -4,7 +4,7 @@ Prints the first prompt in full (check it against the real evaluator), a per-sam
 (id, subject, reference, output, correct), the accuracy with a 95% Wilson interval, the task's
 own score (MMLU weighted accuracy; GSM8K mean of strict-match and flexible-extract) and per-subject
 accuracies, then writes ``<out>/<timestamp>-<label>/`` with ``samples.jsonl`` and ``run.json``.
-Runs in this process (``harness.evaluate.run_evaluation``). Exit 0 when the evaluation ran,
+Runs in this process (``harness.evaluation.run.run_evaluation``). Exit 0 when the evaluation ran,
 1 when it is unresolved (engine crash; the error is printed and run.json is still written),
 2 on bad input.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.commands.prompts import add_prompt_arguments, add_task_arguments, prompt_options_from_args
+from harness.commands.prompts import add_prompt_arguments, add_task_arguments
 
 
 def add_arguments(parser) -> None:
@@ -67,26 +67,28 @@ def accuracy_line(records: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from harness.evaluate import EvalSpec, build_samples, run_evaluation
-    from harness.rundir import new_run_dir, write_run
+    from harness.evaluation.run import run_evaluation
+    from harness.evaluation.spec import EvalSpec, build_samples
+    from harness.tasks.base import PromptOptions
+    from harness.evaluation.rundir import new_run_dir, write_run
 
     config = {}
     if args.config:
         from harness.config import load_yaml
 
         config = load_yaml(args.config)
-    options = prompt_options_from_args(args, tokenizer=None)
+    options = PromptOptions.from_args(args, tokenizer=None)
     spec = EvalSpec(
         backend=args.backend, model=args.model, task=args.task, config=config, dataset=args.dataset,
         samples=args.samples, seed=args.seed,
         prompt_options={k: v for k, v in options.to_dict().items() if k != "tokenizer" or v},
         plugins=list(args.plugin), label=args.label or f"diagnose-{args.backend}-{args.task}",
     )
-    from harness.backends import get_backend
+    from harness.backends import capabilities, get_backend
 
     get_backend(spec.backend)  # unknown backend -> error before any work
-    if spec.backend in ("hf", "ad-emulator"):  # local model directories; fail before printing anything
-        from harness.backends.hf import check_model_dir
+    if capabilities(spec.backend).needs_local_model:  # fail before printing anything
+        from harness.backends.hf.backend import check_model_dir
 
         check_model_dir(spec.model)
     _, samples = build_samples(spec)

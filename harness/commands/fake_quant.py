@@ -2,7 +2,7 @@
 
 Writes the method's Phase 4a fake-quantization YAML: the base config with every quantization
 fusion that exists in the default.yaml in force (and is on) disabled; MoE fusions only for MoE
-models (read from the model's config.json); a comment per key saying why. See harness/quant.py.
+models (read from the model's config.json); a comment per key saying why. See harness/analysis/fake_quant.py.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def run(args) -> int:
     from harness.config import load_yaml
     from harness.config.ops import validate_transform_names
     from harness.errors import HarnessError
-    from harness.quant import is_moe, render_fake_quant_yaml
+    from harness.analysis.fake_quant import is_moe, render_fake_quant_yaml
 
     cat = catalogue_for(args.backend, args.default_yaml)
     base = load_yaml(args.config, "config") if args.config else {}

@@ -2,7 +2,7 @@
 
 Each line is ``{"id", "subject", "prompt", "reference"}``; compare the ``prompt`` field byte for
 byte with what TensorRT-LLM's evaluator sends. The prompt-option flags here are shared with
-``diagnose`` (``add_prompt_arguments`` / ``prompt_options_from_args``).
+``diagnose`` (``add_prompt_arguments``; the options are read by ``PromptOptions.from_args``).
 """
 from __future__ import annotations
 
@@ -35,28 +35,6 @@ def add_prompt_arguments(parser) -> None:
                         help='Extra chat-template arguments as JSON, e.g. \'{"enable_thinking": false}\'.')
 
 
-def prompt_options_from_args(args, tokenizer: str | None = None):
-    from harness.errors import HarnessError
-    from harness.tasks.base import PromptOptions
-
-    kwargs = None
-    if args.chat_template_kwargs:
-        try:
-            kwargs = json.loads(args.chat_template_kwargs)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"--chat-template-kwargs {args.chat_template_kwargs!r} is not valid JSON "
-                               f"({exc.msg}); pass a JSON object, e.g. '{{\"enable_thinking\": false}}'") from None
-        if not isinstance(kwargs, dict):
-            raise HarnessError(f"--chat-template-kwargs must be a JSON object, got {args.chat_template_kwargs!r}; "
-                               f"pass e.g. '{{\"enable_thinking\": false}}'")
-    if args.fewshot_as_multiturn and not args.apply_chat_template:
-        raise HarnessError("--fewshot-as-multiturn needs --apply-chat-template; add --apply-chat-template "
-                           "--model <model dir>")
-    return PromptOptions(num_fewshot=args.num_fewshot, apply_chat_template=args.apply_chat_template,
-                         fewshot_as_multiturn=args.fewshot_as_multiturn, system_prompt=args.system_prompt,
-                         chat_template_kwargs=kwargs, tokenizer=tokenizer)
-
-
 def add_arguments(parser) -> None:
     add_task_arguments(parser)
     add_prompt_arguments(parser)
@@ -66,9 +44,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from harness.tasks import get_task
+    from harness.tasks.base import PromptOptions
 
     task = get_task(args.task)
-    options = prompt_options_from_args(args, tokenizer=args.model)
+    options = PromptOptions.from_args(args, tokenizer=args.model)
     samples = task.samples(args.dataset, args.samples, args.seed, options)
     try:
         for s in samples:

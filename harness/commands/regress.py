@@ -12,7 +12,7 @@ DEFAULT_HISTORY = "reports/regress/history.db"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from harness.slurm import add_executor_arguments
+    from harness.execution.slurm import add_executor_arguments
 
     p.add_argument("--suite", required=True, help="suite YAML (models x tasks x configs x samples), "
                                                   "e.g. configs/nightly.yaml")
@@ -43,9 +43,9 @@ def run(args) -> int:
     from datetime import datetime, timezone
     from pathlib import Path
 
-    from harness.regress.runner import check_references, job_reference, run_suite
+    from harness.regress.suite_runner import check_references, job_reference, run_suite
     from harness.regress.suite import load_suite
-    from harness.slurm import executor_options
+    from harness.execution.slurm import executor_options
 
     suite = load_suite(args.suite).select(args.only)
     if args.samples is not None:
@@ -76,7 +76,7 @@ def run(args) -> int:
     max_parallel = args.max_parallel if args.max_parallel is not None else (suite.max_parallel or 1)
     ex_name, ex_opts, ex_argv = executor_options(args)
 
-    from harness.runner import Runner
+    from harness.execution.runner import Runner
 
     with Runner(cache_dir=args.cache_dir, use_cache=not args.no_cache, timeout=timeout, max_parallel=max_parallel,
                 quiet=args.quiet, executor=ex_name, executor_options=ex_opts,

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from harness.errors import HarnessError
-    from harness.triage import find_unresolved, load_patterns, triage_file, triage_text
+    from harness.analysis.triage import find_unresolved, load_patterns, triage_file, triage_text
 
     if not args.logs and not args.reports:
         raise HarnessError("nothing to triage; pass one or more LOG files, '-' for stdin, or --reports DIR")

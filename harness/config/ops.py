@@ -14,7 +14,7 @@ import difflib
 
 from harness.config.catalogue import Catalogue, Knob
 from harness.errors import HarnessError
-from harness.records import canonical_json, sha
+from harness.jsonio import canonical_json, sha
 
 # shortcut field -> (transform, option) it writes (llm_args.py, update_transforms_with_shortcuts)
 SHORTCUTS = {

@@ -63,7 +63,7 @@ class JobResult:
     cache_hit: bool | None = None
     error: str | None = None
     log_tail: str | None = None
-    triage: dict | None = None  # harness.triage.Triage.to_dict() for errors
+    triage: dict | None = None  # harness.analysis.triage.Triage.to_dict() for errors
     bisect_report: str | None = None  # path of the bisect report for a failing AD job
     bisect_status: str | None = None
     result_dir: str | None = None  # where this job's records / result live

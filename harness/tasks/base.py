@@ -1,8 +1,11 @@
 """Task contract: exact prompts in, scored answers out."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from harness.errors import HarnessError
 
 
 @dataclass
@@ -18,6 +21,27 @@ class PromptOptions:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_args(cls, args, tokenizer: str | None = None) -> "PromptOptions":
+        """From the command line's prompt flags (``--num-fewshot``, ``--apply-chat-template``,
+        ``--fewshot-as-multiturn``, ``--system-prompt``, ``--chat-template-kwargs JSON``)."""
+        kwargs = None
+        if args.chat_template_kwargs:
+            try:
+                kwargs = json.loads(args.chat_template_kwargs)
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"--chat-template-kwargs {args.chat_template_kwargs!r} is not valid JSON "
+                                   f"({exc.msg}); pass a JSON object, e.g. '{{\"enable_thinking\": false}}'") from None
+            if not isinstance(kwargs, dict):
+                raise HarnessError(f"--chat-template-kwargs must be a JSON object, got {args.chat_template_kwargs!r}; "
+                                   f"pass e.g. '{{\"enable_thinking\": false}}'")
+        if args.fewshot_as_multiturn and not args.apply_chat_template:
+            raise HarnessError("--fewshot-as-multiturn needs --apply-chat-template; add --apply-chat-template "
+                               "--model <model dir>")
+        return cls(num_fewshot=args.num_fewshot, apply_chat_template=args.apply_chat_template,
+                   fewshot_as_multiturn=args.fewshot_as_multiturn, system_prompt=args.system_prompt,
+                   chat_template_kwargs=kwargs, tokenizer=tokenizer)
 
 
 @dataclass

@@ -4,7 +4,7 @@
 ``configs/emulator/default.yaml`` (or an already resolved config -- resolving is idempotent);
 ``context["plugins"]`` adds plugin files (``--plugin``). Bad configs raise ``HarnessError`` before
 anything is loaded; a transform that fails while applying raises ``TransformError`` (the
-evaluation becomes ``unresolved``). Generation is ``harness.backends.hf_generate.generate`` on the
+evaluation becomes ``unresolved``). Generation is ``harness.backends.hf.generate.generate`` on the
 transformed model, exactly as the ``hf`` backend generates.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.backends.base import Backend, Completion, Engine, SamplingSpec
+from harness.backends.hf.backend import TORCH_STACK
 from harness.errors import HarnessError
 from harness.paths import EMULATOR_DEFAULT_YAML
 
@@ -28,7 +29,7 @@ class EmulatorEngine(Engine):
         self.load_s = load_s
 
     def generate(self, prompts: list[str], sampling: SamplingSpec) -> list[Completion]:
-        from harness.backends.hf_generate import generate
+        from harness.backends.hf.generate import generate
 
         return generate(self.model, self.tokenizer, prompts, sampling, device="cpu")
 
@@ -84,7 +85,7 @@ def load_transformed(model_dir: str, config: dict | None, plugins=()):
 
     from harness.backends.emulator.modules import emulate
     from harness.backends.emulator.pipeline import build_plan, run_plan
-    from harness.backends.hf import check_model_dir, load_model_and_tokenizer
+    from harness.backends.hf.backend import check_model_dir, load_model_and_tokenizer
 
     plan = build_plan(config or {}, plugins)
     path = check_model_dir(model_dir)
@@ -102,6 +103,17 @@ def load_transformed(model_dir: str, config: dict | None, plugins=()):
 class EmulatorBackend(Backend):
     name = "ad-emulator"
     takes_ad_config = True
+    takes_world_size = True
+    takes_plugins = True
+    needs_local_model = True
+    preload_modules = TORCH_STACK + ("harness.backends.hf.backend", "harness.backends.hf.generate",
+                                     "harness.backends.emulator.backend")
+
+    def catalogue(self, default_yaml: str, user: dict, plugins: list[str]):
+        from harness.backends.emulator.pipeline import build_catalogue
+
+        catalogue, _ = build_catalogue(user, plugins, default_yaml)
+        return catalogue
 
     def default_yaml(self) -> str | None:
         return str(EMULATOR_DEFAULT_YAML)

@@ -4,7 +4,7 @@ Mimics the call shapes the harness adapters use (tensorrt_llm.LLM, tensorrt_llm.
 tensorrt_llm._torch.auto_deploy.LLM / LlmArgs, RequestOutput, generate / generate_async().result(),
 context manager + shutdown, AD's per-transform log lines, the default.yaml at the real package path).
 Numerics come from a transformers model run through the harness's own CPU path
-(harness.backends.hf_generate); a transform named as faulty (tensorrt_llm/_fake/fault.json or
+(harness.backends.hf.generate); a transform named as faulty (tensorrt_llm/_fake/fault.json or
 $FAKE_TRTLLM_FAULT) corrupts the model when AD runs it enabled.  See tests/fake_trtllm/make_fake.py.
 """
 from .version import __version__  # noqa: F401

@@ -1,4 +1,4 @@
-"""The fake engine's numerics: a transformers causal LM run through harness.backends.hf_generate.
+"""The fake engine's numerics: a transformers causal LM run through harness.backends.hf.generate.
 
 ``FakeEngine.run`` fills queued RequestOutputs the way TensorRT-LLM does: ``prompt_token_ids``,
 ``outputs[0]`` with ``text``, ``token_ids``, ``finish_reason`` ('stop' | 'length'), ``stop_reason``
@@ -78,7 +78,7 @@ class FakeEngine:
 
     def run(self, requests):
         from harness.backends.base import SamplingSpec
-        from harness.backends.hf_generate import generate
+        from harness.backends.hf.generate import generate
 
         sp = requests[0].sampling_params
         stops = [sp.stop] if isinstance(sp.stop, str) else list(sp.stop or [])

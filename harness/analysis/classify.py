@@ -1,0 +1,675 @@
+"""Phase 2: map a run's outputs to the method's error-pattern table, with measured evidence.
+
+``classify(records, reference_records=None, world_size_runs=None, task=None)`` measures, per
+record, what the output looks like and returns a ``Classification``: the primary label, every
+label that matched (``findings``) with evidence counts, example samples and the next step the
+method prescribes. The label vocabulary, thresholds, root causes and next steps are data in
+``configs/phase2_patterns.yaml`` (method Phase 2 table + debugging-checklist cases).
+
+What is measured (no guessing from a single output):
+
+* nonfinite - NaN/inf in the answer or top-k log-probabilities; how many at the first generated
+  position (computed by the prefill pass).
+* empty_or_eos - empty output after stripping (an EOS decodes to "").
+* gibberish - (multiple choice, with a reference) on the subjects the reference knows (>= 90%
+  right) the candidate's letters are at chance and spread over all letters: the answers no longer
+  depend on the question (a constant letter is "consistently wrong" instead); or, in the text, an
+  output that carries no valid answer and is implausible by at least one measure:
+  its *word-likeness* (share of whitespace-separated words that look like words: alphabetic with
+  vowels and no triple letters, numbers, short tokens, ordinary punctuation) is below a
+  threshold; or, *under the reference* run, its first token is not even in the reference's top-k
+  at that position; or the run's own first-position distribution is flat (top-1 probability
+  below 5%, i.e. the model is not choosing).
+* repetition_loop - the output ends in a unit of 1-8 tokens repeated, covering half of it.
+* meta_text - "The user wants", "The answer is", "Let me think", "Okay" ... instead of an answer.
+* parser_mismatch - wrong records whose output nonetheless contains the right answer in an
+  answer-like form (MMLU scores ``text.strip().startswith(letter)``, so "(B)" or "b" is scored
+  wrong; GSM8K: the gold number is in the output but not extracted).
+* truncated - generation tasks only: stopped on the length limit without an extractable answer
+  (MMLU always stops at max_tokens 2 by design, so it is never labelled).
+* world_size_dependence - paired verdicts of every world size > 1 against world size 1.
+* accuracy_extreme - 0% or 100% (checklist §6: suspect the data, labels or parser).
+* easy_right_hard_wrong - difficulty from the reference: subjects split by the reference's
+  per-subject accuracy (subjects at chance in the reference carry no information and are left
+  out); when that split is not possible (e.g. every informative subject is easy), samples split
+  by the reference's own confidence (its top1-top2 letter margin): a subtle numerical error
+  loses near-boundary samples (a significant *net* loss among the less confident half, McNemar)
+  and keeps confident ones; rounding noise flips near ties both ways and is not flagged.
+* coherent_wrong - valid answers, but significantly fewer right than the reference (paired
+  McNemar), or a paired ``regressed`` verdict against the reference (harness.comparison.verdict: the
+  log-probability test finds subtle faults long before accuracy does), or near chance without a
+  reference.
+
+Patterns that compare against the reference (empty, loops, truncation) require an excess over the
+reference's own rate, so a model that is simply like that in both backends is not labelled.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+LETTERS = ("A", "B", "C", "D")
+MAX_EXAMPLES = 3
+
+
+@lru_cache(maxsize=4)
+def load_patterns(path: str | None = None) -> dict:
+    """The pattern table (configs/phase2_patterns.yaml unless ``path``)."""
+    import yaml
+
+    from harness.paths import CONFIGS
+
+    p = Path(path) if path else CONFIGS / "phase2_patterns.yaml"
+    if not p.is_file():
+        raise HarnessError(f"pattern table {str(p)!r} not found; restore configs/phase2_patterns.yaml or pass "
+                           f"--patterns <file>")
+    with open(p, encoding="utf-8") as f:
+        data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    missing = [k for k in data.get("order", []) if k not in data.get("patterns", {})]
+    if missing:
+        raise HarnessError(f"{p}: labels {missing} are in 'order' but have no entry under 'patterns'; add them")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# per-output measures
+
+
+_VOWELS = set("aeiouyAEIOUY")
+
+
+def _word_like(w: str) -> bool:
+    core = w.strip(".,;:!?()[]{}\"'`*-_/\\")
+    if not core:
+        return not re.search(r"(.)\1\1", w)  # plain punctuation, not '####' or '!!!!'
+    if "\ufffd" in core or any(ord(ch) < 32 for ch in core):
+        return False
+    if re.fullmatch(r"[-+$]?\d[\d,]*(\.\d+)?%?", core):
+        return True
+    if not core.isascii():
+        return core.isalpha()
+    if not core.isalpha():
+        return bool(re.fullmatch(r"\d+(st|nd|rd|th|s)", core)) or bool(re.fullmatch(r"[A-Za-z]+'[a-z]{1,2}", core))
+    if len(core) <= 2:
+        return True
+    if re.search(r"(.)\1\1", core) or len(core) > 20:
+        return False
+    v = sum(ch in _VOWELS for ch in core) / len(core)
+    return 0.15 <= v <= 0.8
+
+
+def word_likeness(text: str) -> float | None:
+    """Share of whitespace-separated words that look like words (None for empty text)."""
+    words = text.split()
+    if not words:
+        return None
+    return sum(_word_like(w) for w in words) / len(words)
+
+
+def tail_repeat_cover(ids: list) -> float:
+    """Share of the sequence covered by the longest tail repetition of a 1-8 token unit (>= 3 copies)."""
+    n = len(ids)
+    best = 0.0
+    for u in range(1, min(8, n // 3) + 1):
+        unit = ids[n - u:]
+        reps = 1
+        while (reps + 1) * u <= n and ids[n - (reps + 1) * u: n - reps * u] == unit:
+            reps += 1
+        if reps >= 3:
+            best = max(best, reps * u / n)
+    return best
+
+
+def _nonfinite_values(obj) -> bool:
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, str):
+        return obj in ("nan", "inf", "-inf")
+    if isinstance(obj, dict):
+        return any(_nonfinite_values(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_nonfinite_values(v) for v in obj)
+    return False
+
+
+def _first_top(rec: dict) -> dict | None:
+    tops = rec.get("top_logprobs")
+    if isinstance(tops, list) and tops and isinstance(tops[0], dict) and tops[0]:
+        return tops[0]
+    return None
+
+
+def _top1_prob(top: dict | None) -> float | None:
+    if not top:
+        return None
+    vals = [v for v in top.values() if isinstance(v, (int, float)) and not math.isnan(v)]
+    return math.exp(max(vals)) if vals else None
+
+
+def _argmax_token(top: dict | None) -> str | None:
+    if not top:
+        return None
+    vals = {k: v for k, v in top.items() if isinstance(v, (int, float)) and not math.isnan(v)}
+    return max(vals, key=vals.get) if vals else None
+
+
+def _is_meta(text: str, phrases: dict) -> bool:
+    t = text.strip().lower()
+    if not t:
+        return False
+    return any(t.startswith(p) for p in phrases.get("start", [])) or \
+        any(p in t for p in phrases.get("anywhere", []))
+
+
+def _norm_number(s) -> str | None:
+    if s is None:
+        return None
+    s = str(s)
+    if "####" in s:
+        s = s.split("####")[-1]
+    s = s.strip().replace(",", "").replace("$", "").rstrip(".")
+    try:
+        v = float(s)
+    except ValueError:
+        return s or None
+    return str(int(v)) if v == int(v) else str(v)
+
+
+def _mc_answer_present(text: str, gold: str) -> bool:
+    """MMLU: the right letter is in an answer-like form although startswith(letter) failed."""
+    t = text.strip()
+    if not gold or t.startswith(gold):
+        return False
+    g = re.escape(gold)
+    if re.match(rf"^[\W_]*\(?{g}\)?(?![A-Za-z])", t):  # '(B)', '**B', '"B'
+        return True
+    if re.match(rf"^\(?{g.lower()}\)?(?![A-Za-z])", t):  # lower-case 'b' / '(b)'
+        return True
+    return bool(re.search(rf"answer\s*(is|:)?\s*\(?{g}\)?(?![A-Za-z])", t, re.IGNORECASE))
+
+
+def _gen_answer_present(rec: dict) -> bool:
+    gold = _norm_number(rec.get("reference"))
+    if gold is None:
+        return False
+    nums = [_norm_number(x) for x in re.findall(r"-?[$]?\d[\d,]*(?:\.\d+)?", rec.get("output") or "")]
+    return gold in nums
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Finding:
+    label: str
+    title: str
+    count: int
+    total: int
+    evidence: dict = field(default_factory=dict)
+    examples: list[dict] = field(default_factory=list)
+    root_cause: str = ""
+    next_step: str = ""
+    phase: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.count / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fraction": self.fraction}
+
+
+@dataclass
+class Classification:
+    label: str
+    title: str
+    next_step: str
+    root_cause: str = ""
+    phase: str = ""
+    n: int = 0
+    accuracy: float | None = None  # points
+    evidence: dict = field(default_factory=dict)  # every measure, matched or not
+    findings: list[Finding] = field(default_factory=list)  # matched labels, primary first
+    examples: list[dict] = field(default_factory=list)  # of the primary label
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return [f.label for f in self.findings]
+
+    def to_dict(self) -> dict:
+        from harness.comparison.verdict import json_safe
+
+        d = asdict(self)
+        d["findings"] = [f.to_dict() for f in self.findings]
+        d["labels"] = self.labels
+        return json_safe(d)
+
+    def summary_lines(self) -> list[str]:
+        L = [f"pattern: {self.label} - {self.title}"]
+        acc = "-" if self.accuracy is None else f"{self.accuracy:.1f}%"
+        L.append(f"  samples {self.n}, accuracy {acc}")
+        prim = self.findings[0] if self.findings else None
+        if prim is not None:
+            ev = ", ".join(f"{k} {_fmt(v)}" for k, v in prim.evidence.items() if not isinstance(v, (dict, list)))
+            L.append(f"  evidence: {prim.count}/{prim.total} samples" + (f"; {ev}" if ev else ""))
+            for ex in prim.examples:
+                L.append(f"  e.g. {ex.get('id')}: output {ex.get('output')!r}, reference {ex.get('reference')!r}"
+                         + (f", subject {ex['subject']}" if ex.get("subject") else ""))
+        if self.root_cause and self.root_cause != "-":
+            L.append(f"  likely root cause: {self.root_cause}")
+        L.append(f"  next step (phase {self.phase}): {self.next_step}")
+        for f in self.findings[1:]:
+            L.append(f"also: {f.label} - {f.title} ({f.count}/{f.total})")
+        ev = self.evidence
+        L.append("measures: " + ", ".join(f"{k} {_fmt(v)}" for k, v in ev.items()
+                                          if not isinstance(v, (dict, list)) and v is not None))
+        for note in self.notes:
+            L.append(f"note: {note}")
+        return L
+
+    def __str__(self) -> str:
+        return "\n".join(self.summary_lines())
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _example(rec: dict) -> dict:
+    return {"id": rec.get("id"), "subject": rec.get("subject"), "reference": rec.get("reference"),
+            "output": rec.get("output"), "parsed": rec.get("parsed"), "correct": bool(rec.get("correct")),
+            "finish_reason": rec.get("finish_reason")}
+
+
+def _records_of(run) -> tuple[list[dict], str]:
+    if run is None:
+        return [], "missing"
+    if isinstance(run, list):
+        return run, "ok"
+    if isinstance(run, dict):
+        return list(run.get("records") or []), run.get("status") or "ok"
+    if hasattr(run, "records"):
+        return list(run.records or []), getattr(run, "status", "ok") or "ok"
+    raise HarnessError(f"cannot classify a {type(run).__name__}; pass a list of records or an EvalResult")
+
+
+# ---------------------------------------------------------------------------------------------
+# the classifier
+
+
+def _measure(recs: list[dict], is_mc: bool, is_gen: bool, cfg: dict, ref_by_id: dict | None) -> dict:
+    """Per-record booleans for every pattern, as id lists (so the caller can count and pick examples)."""
+    P = cfg["patterns"]
+    phrases = cfg.get("meta_phrases", {})
+    out = {k: [] for k in ("nonfinite", "nonfinite_first", "empty", "meta", "gibberish", "loop", "truncated",
+                           "parser_mismatch", "valid", "flat", "not_in_ref_topk", "ref_topk_checked")}
+    word_min = P["gibberish"].get("word_like_min", 0.5)
+    flat_max = P["gibberish"].get("flat_top1_max", 0.05)
+    loop_min_tokens = P["repetition_loop"].get("min_tokens", 8)
+    loop_cover = P["repetition_loop"].get("loop_cover", 0.5)
+    for r in recs:
+        text = r.get("output") or ""
+        rid = r.get("id")
+        if r.get("nonfinite") or _nonfinite_values(r.get("answer_logprobs")) or _nonfinite_values(r.get("top_logprobs")):
+            out["nonfinite"].append(r)
+            tops = r.get("top_logprobs")
+            if _nonfinite_values(r.get("answer_logprobs")) or (isinstance(tops, list) and tops and
+                                                                _nonfinite_values(tops[0])):
+                out["nonfinite_first"].append(r)
+        parsed = r.get("parsed")
+        valid = (parsed in LETTERS) if is_mc else (parsed not in (None, "", "[invalid]"))
+        if valid:
+            out["valid"].append(r)
+        empty = text.strip() == ""
+        if empty:
+            out["empty"].append(r)
+        meta = (not empty) and _is_meta(text, phrases) and not (is_mc and text.strip()[:1] in LETTERS and
+                                                                 text.strip()[1:2] in ("", " ", ".", ")", "\n"))
+        if meta:
+            out["meta"].append(r)
+        top = _first_top(r)
+        p1 = _top1_prob(top)
+        flat = p1 is not None and p1 < flat_max
+        if flat:
+            out["flat"].append(r)
+        outside = False
+        if ref_by_id is not None and top:
+            ref = ref_by_id.get(rid)
+            rtop = _first_top(ref) if ref else None
+            tok = _argmax_token(top)
+            if rtop and tok is not None:
+                out["ref_topk_checked"].append(r)
+                if tok not in rtop:
+                    outside = True
+                    out["not_in_ref_topk"].append(r)
+        wl = word_likeness(text)
+        if not valid and not empty and not meta and ((wl is not None and wl < word_min) or outside or flat):
+            out["gibberish"].append(r)
+        ids = r.get("token_ids") or []
+        if is_gen and len(ids) >= loop_min_tokens and tail_repeat_cover(list(ids)) >= loop_cover:
+            out["loop"].append(r)
+        if is_gen and r.get("finish_reason") == "length" and not r.get("correct") and not valid:
+            out["truncated"].append(r)
+        if not r.get("correct") and not empty:
+            present = _mc_answer_present(text, str(r.get("reference") or "")) if is_mc else _gen_answer_present(r)
+            if present:
+                out["parser_mismatch"].append(r)
+    return out
+
+
+def classify(records, reference_records=None, world_size_runs: dict | None = None, task: str | None = None,
+             alpha: float = 0.05, patterns: str | None = None) -> Classification:
+    """Label a run's failure pattern (see the module docstring). ``records``: the run to classify;
+    ``reference_records``: the reference run (e.g. PT) on the same samples; ``world_size_runs``:
+    {world_size: records or EvalResult} of the same config at several world sizes; ``task``:
+    "mmlu" | "gsm8k" | None (inferred: multiple choice when every reference is a letter A-D)."""
+    cfg = load_patterns(patterns)
+    P = cfg["patterns"]
+    recs, status = _records_of(records)
+    if status != "ok":
+        raise HarnessError(f"cannot classify an {status} run (it produced no usable records); see its log "
+                           f"tail with `python -m harness triage`")
+    if not recs:
+        raise HarnessError("the run has no records to classify; pass a run directory with samples.jsonl")
+    ref_recs, ref_status = _records_of(reference_records)
+    if reference_records is not None and ref_status != "ok":
+        ref_recs = []
+    is_mc = task == "mmlu" if task else all(str(r.get("reference") or "").strip() in LETTERS for r in recs)
+    max_len = max(len(r.get("token_ids") or []) for r in recs)
+    is_gen = (not is_mc) or (task not in (None, "mmlu") and max_len > 2)
+    n = len(recs)
+    acc = 100.0 * sum(bool(r.get("correct")) for r in recs) / n
+    ref_by_id = {str(r.get("id")): r for r in ref_recs} if ref_recs else None
+    m = _measure(recs, is_mc, is_gen, cfg, ref_by_id)
+    mref = _measure(ref_recs, is_mc, is_gen, cfg, None) if ref_recs else None
+    nref = len(ref_recs)
+
+    def frac(key, mm=m, nn=n):
+        return len(mm[key]) / nn if nn else 0.0
+
+    evidence = {"task": task or ("multiple-choice" if is_mc else "generation"), "generation": is_gen,
+                "accuracy_points": acc, "valid_answers": len(m["valid"]), "empty": len(m["empty"]),
+                "meta_text": len(m["meta"]), "gibberish": len(m["gibberish"]), "nonfinite": len(m["nonfinite"]),
+                "nonfinite_first_position": len(m["nonfinite_first"]), "flat_first_position": len(m["flat"]),
+                "first_token_outside_reference_topk": len(m["not_in_ref_topk"]),
+                "reference_topk_checked": len(m["ref_topk_checked"]), "repetition_loops": len(m["loop"]),
+                "truncated": len(m["truncated"]), "parser_mismatch": len(m["parser_mismatch"])}
+    if is_mc:
+        letters = Counter(r.get("parsed") for r in m["valid"])
+        evidence["answer_letters"] = dict(sorted(letters.items()))
+        evidence["top_letter_share"] = (letters.most_common(1)[0][1] / len(m["valid"])) if m["valid"] else None
+    notes = []
+    findings: list[Finding] = []
+
+    def add(label, rows, total, **ev):
+        p = P[label]
+        findings.append(Finding(label=label, title=p["title"], count=len(rows) if isinstance(rows, list) else rows,
+                                total=total, evidence=ev,
+                                examples=[_example(r) for r in (rows if isinstance(rows, list) else [])[:MAX_EXAMPLES]],
+                                root_cause=p.get("root_cause", ""), next_step=p.get("next_step", ""),
+                                phase=str(p.get("phase", ""))))
+
+    def excess_ok(key, label):
+        if mref is None or not nref:
+            return True
+        return frac(key) - frac(key, mref, nref) >= P[label].get("min_excess_over_reference", 0.0)
+
+    # nonfinite
+    if len(m["nonfinite"]) >= P["nonfinite"].get("min_count", 1):
+        ref_nf = len(mref["nonfinite"]) if mref else None
+        add("nonfinite", m["nonfinite"], n, at_first_position=len(m["nonfinite_first"]), in_reference=ref_nf)
+    # empty / EOS
+    if frac("empty") >= P["empty_or_eos"]["min_fraction"] and excess_ok("empty", "empty_or_eos"):
+        add("empty_or_eos", m["empty"], n, in_reference=len(mref["empty"]) if mref else None)
+    # gibberish: in the text, or (multiple choice) letters that no longer depend on the question
+    rnd = _random_answers(ref_recs, recs, P["gibberish"], evidence) if (is_mc and ref_recs) else None
+    if rnd is not None:
+        evidence["random_answers"] = {k: v for k, v in rnd.items() if k != "rows"}
+    if frac("gibberish") >= P["gibberish"]["min_fraction"]:
+        add("gibberish", m["gibberish"], n, flat_first_position=len(m["flat"]),
+            outside_reference_topk=len(m["not_in_ref_topk"]),
+            median_word_likeness=_median([word_likeness(r.get("output") or "") for r in m["gibberish"]]))
+    elif rnd is not None and rnd["matched"]:
+        add("gibberish", rnd["rows"], rnd["known_n"], kind="random answers (multiple choice)",
+            **{k: v for k, v in rnd.items() if k not in ("rows", "matched", "known_n")})
+    # repetition loops
+    if is_gen and frac("loop") >= P["repetition_loop"]["min_fraction"] and excess_ok("loop", "repetition_loop"):
+        add("repetition_loop", m["loop"], n, in_reference=len(mref["loop"]) if mref else None)
+    # meta text
+    if frac("meta") >= P["meta_text"]["min_fraction"]:
+        add("meta_text", m["meta"], n)
+    # parser mismatch
+    wrong = n - sum(bool(r.get("correct")) for r in recs)
+    pm = P["parser_mismatch"]
+    if len(m["parser_mismatch"]) >= pm.get("min_count", 2) and wrong and \
+            len(m["parser_mismatch"]) / wrong >= pm.get("min_fraction_of_wrong", 0.05):
+        add("parser_mismatch", m["parser_mismatch"], wrong, of_wrong_answers=wrong)
+    # truncated (generation only)
+    if not is_gen:
+        notes.append("truncation not assessed: multiple-choice runs stop at max_tokens (2 for MMLU) by design")
+    elif frac("truncated") >= P["truncated"]["min_fraction"] and excess_ok("truncated", "truncated"):
+        add("truncated", m["truncated"], n, in_reference=len(mref["truncated"]) if mref else None)
+    # world size
+    if world_size_runs:
+        ws = _world_size_finding(world_size_runs, alpha, notes)
+        if ws is not None:
+            add("world_size_dependence", ws.pop("rows"), ws.pop("total"), **ws)
+    # accuracy 0 / 100
+    if n >= P["accuracy_extreme"].get("min_samples", 10) and acc in (0.0, 100.0):
+        add("accuracy_extreme", [r for r in recs][:MAX_EXAMPLES], n, accuracy_points=acc)
+        findings[-1].count = n
+    # reference-based accuracy patterns
+    cmp_ = None
+    if ref_recs:
+        from harness.comparison.verdict import compare_runs
+
+        cmp_ = compare_runs(ref_recs, recs, alpha=alpha, on_invalid="unresolved")
+        if cmp_.verdict == "unresolved":
+            notes.append("reference not comparable: " + "; ".join(cmp_.reasons))
+            cmp_ = None
+        else:
+            evidence["reference_accuracy_points"] = cmp_.accuracy["ref_points"]
+            evidence["paired_diff_points"] = cmp_.accuracy["diff_points"]
+            evidence["mcnemar_p_worse"] = cmp_.mcnemar["p_regressed"]
+            evidence["verdict_vs_reference"] = cmp_.verdict
+            if cmp_.differs and cmp_.verdict != "regressed":
+                t = cmp_.logprob_test
+                notes.append(f"log-probs differ from the reference beyond tolerance ({t.get('k')}/{t.get('n')} "
+                             f"samples, verdict {cmp_.verdict}) without a clear direction at this n; rerun with "
+                             f"more samples before concluding there is no pattern")
+    parse_rate = len(m["valid"]) / n
+    evidence["valid_answer_rate"] = parse_rate
+    ehw = easy_hard_split(ref_recs, recs, P["easy_right_hard_wrong"], alpha, notes) if cmp_ is not None else None
+    if ehw is not None:
+        evidence["easy_hard"] = {k: v for k, v in ehw.items() if k != "rows"}
+        if ehw["matched"]:
+            add("easy_right_hard_wrong", ehw["rows"], ehw["total"],
+                **{k: v for k, v in ehw.items() if k not in ("rows", "total", "matched")})
+    cw = P["coherent_wrong"]
+    if parse_rate >= cw["parse_min"]:
+        if cmp_ is not None:
+            acc_drop = cmp_.mcnemar["p_regressed"] < alpha and -cmp_.accuracy["diff_points"] >= cw["min_effect_points"]
+            if acc_drop or cmp_.verdict == "regressed":
+                lost = [c for r, c in _pairs(ref_recs, recs) if r.get("correct") and not c.get("correct")]
+                if not lost:  # a log-prob regression without flips: show the samples that moved most
+                    moved = {f["id"] for f in cmp_.flips}
+                    lost = [c for c in recs if c.get("id") in moved]
+                add("coherent_wrong", lost, n, accuracy_points=acc, reference_points=cmp_.accuracy["ref_points"],
+                    losses=cmp_.mcnemar["b"], gains=cmp_.mcnemar["c"], p_worse=cmp_.mcnemar["p_regressed"],
+                    verdict=cmp_.verdict, evidence=", ".join(cmp_.evidence) or "accuracy",
+                    right_answer_prob_change_points=_pts(cmp_.logprob.get("delta_gold_prob_mean")),
+                    kl_exceed_rate=cmp_.logprob_test.get("rate"), top_letter_share=evidence.get("top_letter_share"))
+        elif is_mc and acc <= 25.0 + cw["chance_margin_points"]:
+            wrong_rows = [r for r in recs if not r.get("correct")]
+            add("coherent_wrong", wrong_rows, n, accuracy_points=acc, chance_points=25.0,
+                top_letter_share=evidence.get("top_letter_share"))
+            notes.append("no reference given: coherent_wrong judged against chance (25%), not against a reference run")
+    order = {k: i for i, k in enumerate(cfg["order"])}
+    findings.sort(key=lambda f: order.get(f.label, len(order)))
+    if not findings:
+        add("no_pattern", [], n)
+    prim = findings[0]
+    return Classification(label=prim.label, title=prim.title, next_step=prim.next_step, root_cause=prim.root_cause,
+                          phase=prim.phase, n=n, accuracy=acc, evidence=evidence, findings=findings,
+                          examples=prim.examples, notes=notes)
+
+
+def _random_answers(ref_recs, recs, p: dict, evidence: dict) -> dict | None:
+    """Multiple choice: on subjects the reference knows (accuracy >= random_known_min), are the
+    candidate's letters at chance *and* spread over the letters (not one constant letter, which is
+    'consistently wrong')? Then the answers no longer depend on the question: random tokens."""
+    pairs = _pairs(ref_recs, recs)
+    by_subj: dict[str, list] = {}
+    for r, c in pairs:
+        by_subj.setdefault(str(r.get("subject")), []).append((r, c))
+    known_min = p.get("random_known_min", 0.9)
+    known = [x for v in by_subj.values() if sum(bool(r.get("correct")) for r, _ in v) / len(v) >= known_min for x in v]
+    if len(known) < p.get("random_min_samples", 10):
+        return None
+    ref_acc = 100.0 * sum(bool(r.get("correct")) for r, _ in known) / len(known)
+    cand_acc = 100.0 * sum(bool(c.get("correct")) for _, c in known) / len(known)
+    letters = Counter(c.get("parsed") for _, c in known if c.get("parsed") in LETTERS)
+    share = letters.most_common(1)[0][1] / sum(letters.values()) if letters else None
+    matched = cand_acc <= 25.0 + p.get("random_band_points", 10.0) and share is not None and \
+        share <= p.get("random_max_top_letter_share", 0.6)
+    return {"matched": matched, "known_n": len(known), "known_subject_ref_points": ref_acc,
+            "known_subject_cand_points": cand_acc, "known_top_letter_share": share,
+            "rows": [c for r, c in known if not c.get("correct")]}
+
+
+def _pts(x):
+    return None if x is None else 100.0 * x
+
+
+def _median(vals):
+    vals = sorted(v for v in vals if v is not None)
+    if not vals:
+        return None
+    k = len(vals) // 2
+    return vals[k] if len(vals) % 2 else 0.5 * (vals[k - 1] + vals[k])
+
+
+def _pairs(ref_recs, recs):
+    from harness.comparison.pairing import pair_records
+
+    return pair_records(ref_recs, recs).pairs
+
+
+def easy_hard_split(ref_recs, recs, p: dict | None = None, alpha: float = 0.05, notes: list | None = None) -> dict | None:
+    """Where the losses fall by difficulty: subjects split by the reference's per-subject accuracy;
+    when no subject falls on each side, samples split by the reference's own top1-top2 margin.
+    Returns the numbers and ``matched`` (the easy-right/hard-wrong pattern), or None without pairs."""
+    from harness.comparison import stats
+
+    p = p if p is not None else load_patterns()["patterns"]["easy_right_hard_wrong"]
+    notes = notes if notes is not None else []
+    from harness.comparison.logprobs import sample_divergence
+
+    pairs = _pairs(ref_recs, recs)
+    if not pairs:
+        return None
+    by_subj: dict[str, list] = {}
+    for r, c in pairs:
+        by_subj.setdefault(str(r.get("subject")), []).append((r, c))
+    chance = 25.0
+    easy_min = 100.0 * p.get("easy_min", 0.8)
+    subj_acc = {s: 100.0 * sum(bool(r.get("correct")) for r, _ in v) / len(v) for s, v in by_subj.items()}
+    informative = {s for s, a in subj_acc.items() if a >= chance + 15.0}
+    easy = sorted(s for s in informative if subj_acc[s] >= easy_min)
+    hard = sorted(s for s in informative if subj_acc[s] < easy_min)
+    at_chance = sorted(set(subj_acc) - informative)
+
+    def group(pp):
+        b = sum(1 for r, c in pp if r.get("correct") and not c.get("correct"))
+        cc = sum(1 for r, c in pp if c.get("correct") and not r.get("correct"))
+        drop = 100.0 * (b - cc) / len(pp) if pp else 0.0
+        return b, cc, drop
+
+    out = {"split": None, "easy_subjects": easy, "hard_subjects": hard, "at_chance_in_reference": at_chance,
+           "matched": False}
+    if easy and hard:
+        pe = [x for s in easy for x in by_subj[s]]
+        ph = [x for s in hard for x in by_subj[s]]
+        be, ce, de = group(pe)
+        bh, ch, dh = group(ph)
+        pw = stats.mcnemar_exact(bh, ch).p_regressed
+        out.update(split="subject", easy_drop_points=de, hard_drop_points=dh, hard_p_worse=pw,
+                   easy_n=len(pe), hard_n=len(ph))
+        out["matched"] = pw < alpha and dh - de >= p.get("margin_points", 5.0) and \
+            de <= p.get("easy_tolerance_points", 5.0)
+        out["rows"] = [c for r, c in ph if r.get("correct") and not c.get("correct")]
+        out["total"] = len(ph)
+        return out
+    # sample level: the reference's own confidence (top1-top2 letter margin), all samples
+    scored = []
+    for r, c in pairs:
+        d = sample_divergence(r, c)
+        if d.ref_margin is not None and math.isfinite(d.ref_margin):
+            scored.append((d.ref_margin, r, c))
+    if len(scored) < 20:
+        if not (easy and hard):
+            notes.append("easy/hard split not possible: the reference has no subjects on both sides of "
+                         f"{easy_min:.0f}% and too few log-prob margins for a per-sample split")
+        return None
+    scored.sort(key=lambda t: t[0])
+    half = len(scored) // 2
+    low, high = [(r, c) for _, r, c in scored[:half]], [(r, c) for _, r, c in scored[half:]]
+    bl, cl, dl = group(low)
+    bh, ch, dh = group(high)
+    pw = stats.mcnemar_exact(bl, cl).p_regressed
+    out.update(split="sample (reference margin)", margin_median=scored[half][0], low_margin_n=len(low),
+               high_margin_n=len(high), low_margin_drop_points=dl, high_margin_drop_points=dh,
+               low_margin_losses=bl, low_margin_gains=cl, high_margin_losses=bh, high_margin_gains=ch,
+               low_margin_p_worse=pw)
+    # a net loss concentrated on the samples the reference was unsure of; noise that flips near
+    # ties both ways (bf16 rounding) has no net loss and is not flagged
+    out["matched"] = pw < alpha and dl - dh >= p.get("margin_points", 5.0) and \
+        dh <= p.get("easy_tolerance_points", 5.0)
+    out["rows"] = [c for r, c in low if r.get("correct") and not c.get("correct")]
+    out["total"] = len(low)
+    return out
+
+
+def _world_size_finding(world_size_runs: dict, alpha: float, notes: list) -> dict | None:
+    from harness.comparison.verdict import compare_runs
+
+    try:
+        runs = {int(k): v for k, v in world_size_runs.items()}
+    except (TypeError, ValueError):
+        raise HarnessError("world_size_runs keys must be world sizes (integers), e.g. {1: run, 2: run}") from None
+    if 1 not in runs or len(runs) < 2:
+        notes.append("world-size dependence needs runs at world_size 1 and at least one larger world size")
+        return None
+    base, base_status = _records_of(runs[1])
+    if base_status != "ok" or not base:
+        notes.append("world-size dependence not assessed: the world_size 1 run is unresolved")
+        return None
+    per_ws, rows, total, bad = {}, [], 0, []
+    for ws in sorted(runs):
+        if ws == 1:
+            continue
+        c = compare_runs(runs[1], runs[ws], alpha=alpha, on_invalid="unresolved")
+        per_ws[ws] = {"verdict": c.verdict, "accuracy_points": c.accuracy.get("cand_points"),
+                      "diff_points": c.accuracy.get("diff_points"), "p_worse": c.mcnemar.get("p_regressed"),
+                      "kl_mean": c.logprob.get("kl_mean")}
+        if c.verdict == "regressed":
+            bad.append(ws)
+            recs, _ = _records_of(runs[ws])
+            lost = {f["id"] for f in c.flips if f["ref_correct"] and not f["cand_correct"]}
+            rows += [r for r in recs if r.get("id") in lost]
+            total += c.n
+    if not bad:
+        return None
+    base_acc = 100.0 * sum(bool(r.get("correct")) for r in base) / len(base)
+    return {"rows": rows, "total": total, "world_size_1_points": base_acc, "failing_world_sizes": bad,
+            "per_world_size": per_ws}

@@ -1,0 +1,53 @@
+"""Bisect run directory writers: report.md, report.html, summary.json, samples.jsonl, repro/.
+
+``write_report(run_dir, ...)`` writes everything (summary.json last, atomically) and returns the
+summary dict. Schema of summary.json: harness/bisect/report/SCHEMA.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_decisive(run_dir: Path, results: dict, specs: dict) -> dict:
+    """samples.jsonl (candidate records of the decisive comparison) and decisive/{reference,candidate}/
+    run directories, so ``python -m harness compare decisive/reference decisive/candidate`` works."""
+    from harness.evaluation.records import write_records
+    from harness.evaluation.rundir import write_run
+
+    files = {}
+    cand, ref = results.get("candidate"), results.get("reference")
+    if cand is not None:
+        write_records(run_dir / "samples.jsonl", cand.records)
+        files["samples"] = "samples.jsonl"
+    for role, res in (("reference", ref), ("candidate", cand)):
+        if res is not None and specs.get(role) is not None:
+            write_run(run_dir / "decisive" / role, specs[role], res)
+            files[f"decisive_{role}"] = f"decisive/{role}"
+    return files
+
+
+def write_report(run_dir: Path, inputs, plan, state: dict, results: dict, specs: dict, run: dict) -> dict:
+    from harness.bisect.report.html import render_html
+    from harness.bisect.report.markdown import render_markdown
+    from harness.bisect.report.repro import write_repro
+    from harness.bisect.report.summary import build_summary, write_json
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = {"report_md": "report.md", "report_html": "report.html", "summary_json": "summary.json"}
+    files.update(write_decisive(run_dir, results, specs))
+    groups = [c["knobs"] for c in state.get("culprits") or []]
+    files.update(write_repro(run_dir, state.get("outcome") or "unexplained", plan, inputs, groups,
+                             state.get("headline") or ""))
+    if (run_dir / "fake_quant_debug.yaml").exists() and "4a" in (state.get("phases") or {}):
+        files["fake_quant_yaml"] = "fake_quant_debug.yaml"
+    p5 = (state.get("phases") or {}).get("5") or {}
+    for f in p5.get("files") or []:
+        files[f"breakdown:{Path(f).name}"] = f
+    summary = build_summary(inputs, plan, state, results, files, run)
+    summary["plan"]["rendered"] = plan.render()
+    md = render_markdown(summary)
+    (run_dir / "report.md").write_text(md, encoding="utf-8")
+    (run_dir / "report.html").write_text(render_html(summary, md, run_dir), encoding="utf-8")
+    write_json(run_dir / "summary.json", summary)
+    return summary

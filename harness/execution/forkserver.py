@@ -1,0 +1,182 @@
+"""Fork server: fresh worker processes without paying torch/transformers import every time.
+
+A fresh ``python`` per evaluation costs 3-10 s of imports on this machine (torch, transformers, the
+model's modeling module; more when the cores are busy) before any work; a bisect runs 15-25
+evaluations. The fork server is a process that imports those once (``preload_list``: what the
+backend of its first request needs), never runs a tensor op, and forks one child per
+evaluation. Each child is still a fresh process for everything that matters — its own session and
+process group, its own log file as stdout+stderr, the per-evaluation environment, its own engine,
+and a crash (segfault, OOM kill, hang) takes down only that child — so results and failure
+handling are the same as with a plain ``python -m harness worker`` process.
+
+Not used for TensorRT-LLM backends (MPI and CUDA state must not be forked) or when the
+environment differs from the one the server started with; the executor then launches a plain
+worker process. ``HARNESS_FORK_SERVER=0`` disables it.
+
+Protocol (JSON lines): the server prints ``{"ready": ...}`` after preloading; a request
+``{"id", "spec", "out", "log", "env"}`` on stdin is answered by ``{"id", "pid"}`` when the child
+starts and ``{"id", "returncode"}`` (``os.waitstatus_to_exitcode``) when it ends. EOF on stdin:
+the server kills its children and exits. The server dies with its parent (PR_SET_PDEATHSIG), and
+each child dies with the server, so killing the orchestrator leaves no worker behind.
+
+The server is single-threaded on purpose (select + waitpid polling): forking a multi-threaded
+process can leave a child holding a lock no thread will release.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+
+# Imported once by the server; children inherit them. Failures are ignored (the child imports
+# what it needs itself). Nothing here may initialise CUDA. (pandas is left out: pyarrow's jemalloc
+# starts a background thread at import.) The server preloads COMMON plus the preload list the backend
+# of its first request declares; other backends still work, their children import the rest themselves.
+COMMON = ["yaml", "numpy", "harness.evaluation.spec", "harness.evaluation.run", "harness.evaluation.records", "harness.tasks.mmlu", "harness.config"]
+def preload_list(backend: str) -> list[str]:
+    """COMMON plus the modules the backend declares (``Backend.preload_modules``)."""
+    from harness.backends import capabilities
+
+    return COMMON + list(capabilities(backend).preload_modules)
+
+
+def _prctl_pdeathsig() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def preload(modules) -> dict:
+    loaded, failed = [], {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception as exc:  # noqa: BLE001
+            failed[name] = f"{type(exc).__name__}: {exc}"[:200]
+    for name in ("AutoModelForCausalLM", "AutoTokenizer"):  # resolve transformers' lazy attributes
+        try:
+            getattr(sys.modules.get("transformers"), name)
+        except Exception:  # noqa: BLE001
+            pass
+    return {"loaded": loaded, "failed": failed}
+
+
+def _send(msg: dict) -> None:
+    try:
+        os.write(1, (json.dumps(msg) + "\n").encode("utf-8"))
+    except OSError:  # the orchestrator is gone; the children die with us
+        pass
+
+
+def _child(req: dict, server_pid: int) -> None:
+    """In the forked child: become a standalone worker, run the spec, exit. Never returns."""
+    rc = 1
+    try:
+        os.setsid()
+        _prctl_pdeathsig()
+        if os.getppid() != server_pid:
+            os._exit(1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.environ.clear()
+        os.environ.update(req["env"])
+        started = time.time()
+        from harness.execution.worker import evaluate_spec_file
+        from harness.errors import HarnessError
+
+        try:
+            evaluate_spec_file(req["spec"], req["out"], started, mode="fork-server")
+            rc = 0
+        except HarnessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = exc.exit_code
+    except BaseException:  # noqa: BLE001 - report like an uncaught exception in a worker
+        traceback.print_exc()
+        rc = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(rc)
+
+
+def serve(modules: list[str]) -> None:
+    _prctl_pdeathsig()
+    parent = os.environ.get("HARNESS_PARENT_PID")
+    if parent and str(os.getppid()) != parent:
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    t0 = time.time()
+    info = preload(modules)
+    info["preload_s"] = round(time.time() - t0, 3)
+    info["pid"] = os.getpid()
+    try:
+        info["os_threads"] = len(os.listdir("/proc/self/task"))
+    except OSError:
+        info["os_threads"] = None
+    _send({"ready": True, **info})
+    children: dict[int, str] = {}
+    buf = b""
+    stdin_open = True
+    me = os.getpid()
+    while stdin_open or children:
+        if stdin_open:
+            readable, _, _ = select.select([0], [], [], 0.05)
+            if readable:
+                data = os.read(0, 1 << 16)
+                if not data:
+                    stdin_open = False
+                    for pid in list(children):
+                        try:
+                            os.killpg(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    req = json.loads(line)
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    pid = os.fork()
+                    if pid == 0:
+                        _child(req, me)
+                    children[pid] = req["id"]
+                    _send({"id": req["id"], "pid": pid})
+        else:
+            time.sleep(0.05)
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                children.clear()
+                break
+            if pid == 0:
+                break
+            rid = children.pop(pid, None)
+            if rid is not None:
+                _send({"id": rid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])

@@ -1,0 +1,380 @@
+"""Run a regression suite: evaluate every job (and its paired reference run), judge, and write outputs.
+
+    outcome = run_suite(suite, out_dir, runner, history_db=..., bisect_on_fail=False)
+
+Per job: the candidate evaluation goes through ``harness.execution.runner.Runner`` (cached, isolated worker
+process, concurrent up to --max-parallel, local or Slurm executor); a paired reference run (e.g.
+``hf``) on the same samples is evaluated once and shared by every config that pairs with it.
+Pass/fail is TensorRT-LLM's hypothesis test (``harness.comparison.stats.trtllm_threshold`` with the matched
+reference entry's sigma/alpha) and, where paired, ``harness.comparison.verdict.compare_runs``'s verdict.
+Outputs in ``out_dir``: junit.xml, summary.md, summary.json, jobs/<job>/ (result.json, config.yaml,
+candidate/ and reference/ samples.jsonl), and rows in the history database.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.evaluation.spec import EvalResult, EvalSpec
+from harness.regress.jobs import Job, JobResult, judge
+from harness.regress.references import Reference, find_reference, lookup
+from harness.regress.suite import Suite
+
+EXIT_OK, EXIT_REGRESSION, EXIT_UNRESOLVED = 0, 1, 3
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    run_id: str
+    out_dir: str
+    results: list[JobResult]
+    started_at: str
+    finished_at: str
+    versions: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    runner_stats: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        if any(r.status == "failed" for r in self.results):
+            return EXIT_REGRESSION
+        if any(r.status == "error" for r in self.results):
+            return EXIT_UNRESOLVED
+        return EXIT_OK
+
+    def counts(self) -> dict:
+        return {s: sum(r.status == s for r in self.results) for s in ("passed", "failed", "error", "skipped")}
+
+
+def job_slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "__", name)
+
+
+# -- specs --------------------------------------------------------------------------------------
+
+def _resolved(backend_name: str, overlay: dict) -> dict:
+    from harness.backends import get_backend
+    from harness.evaluation.key import resolved_config
+
+    backend = get_backend(backend_name)
+    return resolved_config(EvalSpec(backend=backend_name, model="", config=overlay), backend)
+
+
+def candidate_spec(job: Job) -> EvalSpec:
+    return EvalSpec(backend=job.backend, model=job.model_path, task=job.task, config=_resolved(job.backend, job.config),
+                    dataset=job.dataset, samples=job.samples, seed=job.seed, prompt_options=dict(job.prompt_options),
+                    sampling=dict(job.sampling), plugins=list(job.plugins), label=f"{job.name} [candidate]")
+
+
+def paired_spec(job: Job) -> EvalSpec | None:
+    if not job.paired_backend:
+        return None
+    return EvalSpec(backend=job.paired_backend, model=job.model_path, task=job.task,
+                    config=_resolved(job.paired_backend, job.paired_config), dataset=job.dataset, samples=job.samples,
+                    seed=job.seed, prompt_options=dict(job.prompt_options), sampling=dict(job.sampling),
+                    label=f"{job.model_id}/{job.task}/n{job.samples or 'all'} [reference {job.paired_backend}]")
+
+
+def job_reference(job: Job) -> Reference | None:
+    """The reference entry of a job (inline score wins over the reference YAML); None if paired-only."""
+    if job.reference_score is not None:
+        entry = {"accuracy": job.reference_score, **job.reference_overrides}
+        return lookup({job.model_id: [entry]}, job.model_id, job.task, {}, source="suite (inline reference_score)",
+                      no_reference=False)
+    if job.references:
+        return find_reference(job.references, job.model_id, job.task, job.spec)
+    return None
+
+
+def gate(score: float, ref: Reference, n: int) -> tuple[float, float]:
+    """(threshold, theta) of TensorRT-LLM's test for n samples (accuracy_core.HypothesisTestingParams)."""
+    from harness.comparison.stats import trtllm_theta, trtllm_threshold
+
+    threshold = trtllm_threshold(n, ref.accuracy, sigma=ref.sigma, alpha=ref.alpha,
+                                 higher_is_better=ref.higher_is_better)
+    theta = trtllm_theta(n, sigma=ref.sigma, alpha=ref.alpha, beta=ref.beta)
+    return threshold, theta
+
+
+def _pick(d: dict, *names):
+    for n in names:
+        if d.get(n) is not None:
+            return d[n]
+    return None
+
+
+def paired_summary(job: Job, ref_result: EvalResult, cand_result: EvalResult) -> dict:
+    """compare_runs on the paired records -> the fields the reports need (+ the full comparison)."""
+    from harness.comparison.verdict import compare_runs
+
+    out = {"backend": job.paired_backend, "score": (ref_result.metrics or {}).get("score"),
+           "status": ref_result.status}
+    if ref_result.status != "ok":
+        out["verdict"] = "unresolved"
+        out["error"] = ref_result.error
+        return out
+    if cand_result.status != "ok":
+        out["verdict"] = "unresolved"
+        return out
+    cmp = compare_runs(ref_result.records, cand_result.records, alpha=job.paired_alpha)
+    d = cmp.to_dict() if hasattr(cmp, "to_dict") else dict(vars(cmp))
+    out["verdict"] = cmp.verdict
+    acc = d.get("accuracy") or {}
+    out["delta"] = _pick(acc, "diff_points")
+    if out["delta"] is None and out["score"] is not None and (cand_result.metrics or {}).get("score") is not None:
+        out["delta"] = cand_result.metrics["score"] - out["score"]
+    out["p_value"] = _pick(d.get("mcnemar") or {}, "p_two_sided")
+    out["evidence"] = d.get("evidence")
+    out["differs"] = d.get("differs")
+    out["summary"] = list(cmp.summary_lines()) if hasattr(cmp, "summary_lines") else []
+    out["comparison"] = d
+    return out
+
+
+# -- versions -----------------------------------------------------------------------------------
+
+def git_commit(path: Path) -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(path), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                           text=True, timeout=10)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def job_versions(backend_name: str, result: EvalResult) -> dict:
+    from harness import __version__
+    from harness.backends import get_backend
+
+    out = {"harness": __version__}
+    try:
+        out.update({k: v for k, v in get_backend(backend_name).version_key().items() if v is not None})
+    except Exception:  # noqa: BLE001 - versions are informative only
+        pass
+    info = result.info or {}
+    for k in ("torch", "transformers", "tensorrt_llm", "engine_version", "emulator_version"):
+        if info.get(k):
+            out[k] = str(info[k])
+    if isinstance(info.get("versions"), dict):
+        out.update({k: str(v) for k, v in info["versions"].items() if v is not None})
+    return out
+
+
+# -- bisect on fail -----------------------------------------------------------------------------
+
+# Executor flags `bisect` accepts (harness/commands/bisect.py); the Slurm sizing flags are regress's own.
+BISECT_EXECUTOR_FLAGS = frozenset({"--executor"})
+
+
+def bisect_command(job: Job, config_file: Path, out: Path, cache_dir: str | None, executor_argv: list[str],
+                   timeout: float | None = None, ref_score: float | None = None) -> list[str]:
+    """argv of `python -m harness bisect` for a job (executor flags: those bisect takes)."""
+    wanted = [("--model", job.model_path), ("--task", job.task), ("--config", str(config_file)),
+              ("--backend", job.backend), ("--backend-ref", job.paired_backend),
+              ("--samples", None if job.samples is None else str(job.samples)), ("--dataset", job.dataset),
+              ("--seed", str(job.seed)), ("--out", str(out)), ("--cache-dir", cache_dir),
+              # the matched reference entry's score (bisect looks references up by model path, not by the
+              # suite's model id, so the suite resolves it)
+              ("--reference-score", None if ref_score is None else f"{ref_score:g}"),
+              ("--eval-timeout", None if timeout is None else str(timeout)), ("--quiet", True)]
+    wanted += [("--plugin", p) for p in job.plugins]
+    argv = [sys.executable, "-m", "harness", "bisect"]
+    for flag, value in wanted:
+        if value is None:
+            continue
+        argv += [flag] if value is True else [flag, value]
+    i = 0
+    while i < len(executor_argv):  # pass executor flags through when bisect has them
+        flag = executor_argv[i]
+        if flag in BISECT_EXECUTOR_FLAGS:
+            argv.append(flag)
+            if i + 1 < len(executor_argv) and not executor_argv[i + 1].startswith("--"):
+                argv.append(executor_argv[i + 1])
+                i += 1
+        elif i + 1 < len(executor_argv) and not executor_argv[i + 1].startswith("--"):
+            i += 1
+        i += 1
+    return argv
+
+
+def find_report(out: Path) -> Path | None:
+    for name in ("report.md", "report.html", "summary.json"):
+        hits = sorted(out.rglob(name))
+        if hits:
+            return hits[0]
+    return None
+
+
+def run_bisect(job: Job, result: JobResult, out_dir: Path, cache_dir: str | None, executor_argv: list[str],
+               timeout: float | None, eval_timeout: float | None = None) -> None:
+    """Run `python -m harness bisect` for a failing AD job; record the report path (or why not)."""
+    jdir = out_dir / "jobs" / job_slug(job.name)
+    bdir = out_dir / "bisect" / job_slug(job.name)
+    ref_score = (result.reference or {}).get("accuracy", job.reference_score)
+    argv = bisect_command(job, jdir / "config.yaml", bdir, cache_dir, executor_argv, eval_timeout,
+                          ref_score=ref_score)
+    bdir.mkdir(parents=True, exist_ok=True)
+    (bdir / "command.txt").write_text(" ".join(argv) + "\n")
+    log = bdir / "bisect.log"
+    t0 = time.monotonic()
+    try:
+        with open(log, "wb") as f:
+            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        rc = None
+    report = find_report(bdir)
+    result.bisect_report = str(report) if report else None
+    result.bisect_status = (f"bisect exit {rc} in {time.monotonic() - t0:.0f} s" if rc is not None
+                            else f"bisect timed out after {timeout} s") + ("" if report else f"; no report, see {log}")
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def run_suite(suite: Suite, out_dir: str | Path, runner, history_db: str | Path | None = None,
+              bisect_on_fail: bool = False, executor_argv: list[str] | None = None,
+              bisect_timeout: float | None = None, log=print) -> SuiteOutcome:
+    from harness.backends import get_backend
+    from harness.config.io import dump_yaml
+    from harness.config.ops import config_hash
+    from harness.evaluation.records import write_records
+    from harness.regress.history import record_run
+    from harness.regress.junit import write_junit
+    from harness.regress.summary import write_summary
+    from harness.analysis.triage import load_patterns, triage_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc).replace(microsecond=0)
+    # a short random suffix: two runs started within the same second (a fast cached rerun) must not
+    # share an id, or the second would replace the first one's history rows
+    run_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}-{job_slug(suite.name)}"
+
+    # references first: a reference that is not registered is the user's to fix, before hours of runs
+    refs = {j.name: job_reference(j) for j in suite.jobs}
+    cand_specs = {j.name: candidate_spec(j) for j in suite.jobs}
+    pair_specs = {j.name: paired_spec(j) for j in suite.jobs}
+
+    ordered = []
+    for j in suite.jobs:
+        ordered.append(cand_specs[j.name])
+        if pair_specs[j.name] is not None:
+            ordered.append(pair_specs[j.name])
+    log(f"suite {suite.name}: {len(suite.jobs)} job(s), {len(ordered)} evaluation(s) before cache/dedup; "
+        f"out {out_dir}")
+    t0 = time.monotonic()
+    if hasattr(runner, "plan"):
+        runner.plan(len(ordered))  # every call counts once in the progress line, cached or not
+    results = runner.evaluate_many(ordered)
+    by_label = {}
+    it = iter(results)
+    for j in suite.jobs:
+        by_label[(j.name, "cand")] = next(it)
+        if pair_specs[j.name] is not None:
+            by_label[(j.name, "ref")] = next(it)
+    log(f"evaluations done in {time.monotonic() - t0:.1f} s")
+
+    patterns = load_patterns()
+    job_results: list[JobResult] = []
+    for j in suite.jobs:
+        cand = by_label[(j.name, "cand")]
+        ref_eval = by_label.get((j.name, "ref"))
+        ref = refs[j.name]
+        jdir = out_dir / "jobs" / job_slug(j.name)
+        jdir.mkdir(parents=True, exist_ok=True)
+        (jdir / "config.yaml").write_text(dump_yaml(j.config or {}))
+        r = JobResult(job=j.to_dict(), status="passed", result_dir=str(jdir),
+                      config_hash=config_hash(cand_specs[j.name].config),
+                      versions=job_versions(j.backend, cand), reference=ref.to_dict() if ref else None,
+                      duration_s=float((cand.info or {}).get("wall_s") or 0.0) +
+                      float(((ref_eval.info if ref_eval else None) or {}).get("wall_s") or 0.0),
+                      cache_hit=(cand.info or {}).get("cached"), executor=(cand.info or {}).get("executor"))
+        if cand.status == "ok":
+            r.score = (cand.metrics or {}).get("score")
+            r.n = (cand.metrics or {}).get("n", len(cand.records))
+            _mkdir(jdir / "candidate")
+            write_records(jdir / "candidate" / "samples.jsonl", cand.records)
+        else:
+            r.error, r.log_tail = cand.error, cand.log_tail
+            r.triage = triage_text("\n".join(x for x in (cand.error, cand.log_tail) if x), patterns,
+                                   name=j.name).to_dict()
+        if ref_eval is not None:
+            if ref_eval.status == "ok":
+                _mkdir(jdir / "reference")
+                write_records(jdir / "reference" / "samples.jsonl", ref_eval.records)
+            elif cand.status == "ok":
+                r.error, r.log_tail = f"paired reference ({j.paired_backend}): {ref_eval.error}", ref_eval.log_tail
+                r.triage = triage_text("\n".join(x for x in (ref_eval.error, ref_eval.log_tail) if x), patterns,
+                                       name=j.name).to_dict()
+            r.paired = paired_summary(j, ref_eval, cand)
+        if ref is not None and r.score is not None:
+            # TRT-LLM's gate uses the hypothesis num_samples it evaluated with (the job's sample count)
+            n_gate = j.samples or r.n or ref.num_samples
+            r.threshold, r.theta = gate(r.score, ref, n_gate)
+            r.gate_passed = (r.score >= r.threshold) if ref.higher_is_better else (r.score <= r.threshold)
+        r.status, r.messages = judge(r.score, r.threshold, ref.higher_is_better if ref else True,
+                                     (r.paired or {}).get("verdict"), cand.status != "ok",
+                                     ref_eval is not None and ref_eval.status != "ok")
+        job_results.append(r)
+
+    if bisect_on_fail:
+        for j, r in zip(suite.jobs, job_results):
+            if r.status != "failed":
+                continue
+            if not j.bisect or not getattr(get_backend(j.backend), "takes_ad_config", False):
+                r.bisect_status = "not bisected (backend takes no AD config or bisect: false)"
+                continue
+            log(f"bisect: {j.name} ...")
+            run_bisect(j, r, out_dir, str(getattr(runner, "cache_dir", "")) or None, executor_argv or [],
+                       bisect_timeout, eval_timeout=getattr(getattr(runner, "executor", None), "timeout", None))
+            log(f"bisect: {j.name}: {r.bisect_status}; report {r.bisect_report}")
+
+    for j, r in zip(suite.jobs, job_results):
+        (Path(r.result_dir) / "result.json").write_text(json.dumps(r.to_dict(), indent=1, default=str))
+
+    finished = datetime.now(timezone.utc).replace(microsecond=0)
+    from harness import __version__
+    from harness.paths import REPO_ROOT
+
+    run_versions = {"harness": __version__, "harness_commit": git_commit(REPO_ROOT)}
+    for r in job_results:
+        for k, v in r.versions.items():
+            run_versions.setdefault(k, v)
+    outcome = SuiteOutcome(suite=suite.name, run_id=run_id, out_dir=str(out_dir), results=job_results,
+                           started_at=started.isoformat(), finished_at=finished.isoformat(),
+                           versions={k: v for k, v in run_versions.items() if v is not None},
+                           runner_stats=dict(getattr(runner, "stats", {}) or {}))
+    outcome.files["junit"] = write_junit(out_dir / "junit.xml", suite.name, job_results, versions=outcome.versions,
+                                         timestamp=started)
+    outcome.files.update(write_summary(outcome, out_dir))
+    if history_db:
+        record_run(history_db, {"run_id": run_id, "suite": suite.name, "started_at": outcome.started_at,
+                                "finished_at": outcome.finished_at, "host": socket.gethostname(),
+                                "git_commit": run_versions.get("harness_commit"), "versions": outcome.versions,
+                                "out_dir": str(out_dir), "exit_code": outcome.exit_code}, job_results)
+        outcome.files["history"] = str(history_db)
+    return outcome
+
+
+def _mkdir(p: Path) -> bool:
+    p.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def check_references(suite: Suite) -> None:
+    """Raise HarnessError for the first job whose reference cannot be looked up (dry check)."""
+    for j in suite.jobs:
+        job_reference(j)
+
+
+__all__ = ["run_suite", "SuiteOutcome", "check_references", "candidate_spec", "paired_spec", "job_reference",
+           "gate", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNRESOLVED"]
