@@ -5,7 +5,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.paths import CONFIGS
-from harness.regress.references import find_reference, load_reference_file, lookup, normalize_spec
+from harness.comparison.references import find_reference, load_reference_file, lookup, normalize_spec
 
 # Shape of tests/integration/defs/accuracy/references/mmlu.yaml in NVIDIA/TensorRT-LLM
 YAML = textwrap.dedent("""\

@@ -174,7 +174,7 @@ def resolve_inputs(args) -> BisectInputs:
     quant = quant_info(model, resolved)
     ref_score, ref_source, sigma = args.reference_score, "--reference-score" if args.reference_score is not None else None, 50.0
     if ref_score is None and args.references:
-        from harness.regress.references import find_reference
+        from harness.comparison.references import find_reference
 
         spec = {"quant_algo": quant.get("algo"), "kv_cache_quant_algo": quant.get("kv_cache_algo")}
         names = [model, Path(model).name]

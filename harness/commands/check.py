@@ -88,7 +88,7 @@ def _prepare(args):
     from harness.errors import HarnessError
     from harness.evaluation.spec import EvalSpec
     from harness.paths import default_dataset
-    from harness.regress.references import find_reference, lookup, normalize_spec
+    from harness.comparison.references import find_reference, lookup, normalize_spec
 
     given = [x is not None for x in (args.reference_score, args.references, args.threshold)]
     if sum(given) != 1:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError, one_of
 from harness.regress.jobs import Job
-from harness.regress.references import OVERRIDE_KEYS, SPEC_KEYS
+from harness.comparison.references import OVERRIDE_KEYS, SPEC_KEYS
 
 TOP_KEYS = ("name", "description", "references", "defaults", "paired", "models", "tasks", "configs", "samples")
 DEFAULT_KEYS = ("samples", "seed", "timeout", "max_parallel", "dataset", "prompt_options", "sampling")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness.evaluation.spec import EvalResult, EvalSpec
 from harness.regress.jobs import Job, JobResult, judge
-from harness.regress.references import Reference, find_reference, lookup
+from harness.comparison.references import Reference, find_reference, lookup
 from harness.regress.suite import Suite
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNRESOLVED = 0, 1, 3
