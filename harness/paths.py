@@ -20,7 +20,7 @@ DATASET_SUBDIRS = {"mmlu": "datasets/mmlu", "gsm8k": "datasets/openai/gsm8k"}
 
 
 def models_root() -> str | None:
-    """$LLM_MODELS_ROOT as the user set it; never overridden (method doc, anti-patterns)."""
+    """$LLM_MODELS_ROOT as the user set it; never overridden (docs/method.md, Anti-patterns)."""
     return os.environ.get("LLM_MODELS_ROOT") or None
 
 

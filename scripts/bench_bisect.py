@@ -13,8 +13,8 @@
    reference, full and minimal runs are common to both strategies and not counted). Culprit
    positions are drawn at random (--trials per cell, fixed seed). "named_right" is the share of
    trials whose culprit groups equal the planted ones and were confirmed both ways.
-   Target (issue 5): one culprit, adaptive <= ceil(log2 n) + 3 evaluations including confirmation,
-   linear about n + 2.
+   Target (the acceptance criterion of the search; the result's "summary" records whether it was
+   met): one culprit, adaptive <= ceil(log2 n) + 3 evaluations including confirmation, linear about n + 2.
 
 2. Demo bisect. `python -m harness bisect` with no arguments (demo model, data and config, fresh
    worker process per evaluation) in a fresh evaluation store: wall time of the whole command, the

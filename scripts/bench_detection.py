@@ -38,7 +38,8 @@ with a plugin transform that rounds every linear layer's weights and outputs to 
 of kernel-level rounding difference two real engines always have and a harness must accept. The
 plugin lives in this file (``TRANSFORMS`` below), so the file doubles as an emulator plugin.
 
-Target (issue 4): a fault costing about 3 accuracy points detected at n = 100 in >= 80% of draws by
+Target (the acceptance criterion of the paired verdict; the result's "target" entry records it and
+whether it was met): a fault costing about 3 accuracy points detected at n = 100 in >= 80% of draws by
 the best paired method, with false alarms <= alpha on every clean config.
 """
 from __future__ import annotations

@@ -5,7 +5,8 @@
 #   scripts/slurm_local.sh status   # exit 0 when sinfo shows an idle/mixed/allocated node
 #   scripts/slurm_local.sh stop     # stop the daemons this script started (by their pid files)
 #
-# Recipe from shared/reference/cpu-notes.md section 8 (measured: install ~10 s, bring-up ~1 min):
+# Recipe measured on a 2-core Debian 12 VM with Slurm 22.05 (install ~10 s, bring-up ~1 min;
+# tests/test_slurm.py runs it when it can):
 # packages slurmctld slurmd slurm-client munge; munged as user munge; slurm.conf with
 # proctrack/linuxproc, task/none, no accounting, select/cons_tres CR_Core, one node, partition
 # "debug"; cgroup.conf with cgroup/v1 (22.05 rejects CgroupPlugin=disabled).

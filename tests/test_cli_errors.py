@@ -1,4 +1,5 @@
-"""Each bad input of issue 2 prints one `error: ...` line naming the value and the fix, exits 2, no traceback."""
+"""Each bad input prints one `error: ...` line naming the value and the fix, exits 2, no traceback
+(the CLI's error contract: harness/errors.py, README "Exit status")."""
 from __future__ import annotations
 
 import os

@@ -1,7 +1,7 @@
 """FP8 on the emulator: the quantize/fuse transforms act only on a checkpoint that declares FP8
 (hf_quant_config.json), fake-quant reproduces the FP8 checkpoint exactly, the W8A8 kernel path
 stays within its stated tolerance, and each FP8 fault shows its documented symptom -- in the
-kernel (gone with fuse_fp8_linear disabled, method Phase 4a) or in the scales (not gone)."""
+kernel (gone with fuse_fp8_linear disabled, docs/method.md Phase 4a) or in the scales (not gone)."""
 from __future__ import annotations
 
 import pytest

@@ -11,7 +11,7 @@ from harness.analysis.triage import find_unresolved, load_patterns, triage_file,
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 REPO = Path(__file__).resolve().parents[1]
-ISSUE_CATEGORIES = {  # issue 7 item 4: the catalogue must cover these
+ISSUE_CATEGORIES = {  # the failure classes the catalogue must cover (docs/method.md, Crash-log triage)
     "cuda_oom", "nccl", "mpi_deadlock", "trust_remote_code", "tokenizer", "unsupported_arch",
     "missing_file", "wall_clock", "killed", "nan", "import_version", "ad_transform",
 }

@@ -6,7 +6,8 @@
 The package tree lives in tests/fake_trtllm/ (never put that directory itself on sys.path: only a
 materialized copy, so no other test ever sees a tensorrt_llm).
 
-Eras (NVIDIA/TensorRT-LLM history, trtllm-autodeploy.md §0 and §1.3-1.4):
+Eras (NVIDIA/TensorRT-LLM history: tensorrt_llm/_torch/auto_deploy/llm_args.py@3e906a0e, AutoDeployConfig
+era, vs @01e5db06, merged era; tensorrt_llm/version.py is 1.0.0rc4 @000a01de, 1.2.0rc2 @b35ac1b6):
 * ``merged`` (the tree under tests/fake_trtllm/tensorrt_llm, version 1.2.0rc2): LlmArgs extends
   TorchLlmArgs; kv_cache_config.free_gpu_memory_fraction, cuda_graph_config.batch_sizes,
   compile default torch-cudagraph, attention backends incl. trtllm / triton_paged.

@@ -1,9 +1,9 @@
 """Phase 4a helpers: is the model quantized / MoE, and the fake-quantization debug YAML.
 
-Fake-quant mode (method Phase 4a step 3; trtllm-autodeploy.md §2.4): AD's ``quantize_*``
+Fake-quant mode (docs/method.md, Phase 4a, step 3): AD's ``quantize_*``
 transforms (pattern_matcher stage) insert reference ops such as
 ``auto_deploy::torch_fake_quant_fp8_linear`` (quantize the input, dequantize input and weight,
-high-precision ``torch.matmul``: tensorrt_llm/_torch/auto_deploy/custom_ops/quantization/torch_quant.py);
+high-precision ``torch.matmul``: tensorrt_llm/_torch/auto_deploy/custom_ops/quantization/torch_quant.py@319f5114);
 the ``fuse_*`` quantization fusions (post_load_fusion) then swap those for low-precision kernels.
 Disabling every quantization fusion keeps the scales in play but runs all arithmetic in high
 precision: if accuracy recovers, the quantized kernel is the bug; if not, the scales or weights.
@@ -32,7 +32,7 @@ MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_exp
 WHY = [
     (r"fuse_(fp8|nvfp4|finegrained_fp8)_linear",
      "swaps the fake-quant {fmt} linear (quantize input, dequantize, high-precision matmul) for the low-precision "
-     "{fmt} GEMM kernel; off keeps the fake-quant reference path (method Phase 4a step 3)"),
+     "{fmt} GEMM kernel; off keeps the fake-quant reference path (docs/method.md Phase 4a step 3)"),
     (r"fuse_.*moe", "swaps the reference quantized MoE op for the fused low-precision {fmt} MoE kernel; off keeps "
                     "the per-expert reference path (MoE models only)"),
     (r"fuse_.*gemms", "fuses sibling quantized GEMMs into one low-precision {fmt} GEMM"),
@@ -153,7 +153,7 @@ def render_fake_quant_yaml(catalogue: Catalogue, base: dict | None, moe: bool | 
         f"#   {catalogue.source}",
         "# and is on in the base config is disabled below, so quantized layers run as quantize -> dequantize ->",
         "# high-precision matmul. Accuracy recovers -> the quantized kernel is the bug; it does not -> the",
-        "# scales or weight data are (see the method's Phase 4a step 2 table). KV-cache quantization is not undone.",
+        "# scales or weight data are (docs/method.md, Phase 4a step 2 table). KV-cache quantization is not undone.",
         f"# Base config: {base_path or '(none)'}. Model: {model or '(not given)'}. MoE: {moe_txt}.",
         "# Pass it as --config / --extra_llm_api_options (trtllm-serve, trtllm-bench) or yaml_extra (AD LLM API).",
     ]

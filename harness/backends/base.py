@@ -7,7 +7,9 @@ from typing import Any
 
 @dataclass
 class SamplingSpec:
-    """Greedy decoding, the same on every backend (see trtllm-autodeploy.md §1.1, §4)."""
+    """Greedy decoding, the same on every backend: every sampling knob left None, as TensorRT-LLM's
+    SamplingParams reads greedy (tensorrt_llm/sampling_params.py), and one SamplingParams for PT and AD
+    so only the backend differs (harness/backends/trtllm/common.py follows the accuracy tests)."""
 
     max_tokens: int = 2
     stop: list[str] | None = None

@@ -19,7 +19,7 @@ A cluster executor (Slurm via submitit) reuses ``worker_command`` and ``read_wor
 
 The worker's environment is scrubbed (``harness.execution.envscrub``) and what was removed is recorded in
 ``info["env_scrubbed"]``. The launcher is always plain ``python``: never torchrun (AD spawns its
-own MPI workers; under torchrun it deadlocks — method document, anti-patterns).
+own MPI workers; under torchrun it deadlocks — docs/method.md, Anti-patterns).
 """
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ STAT_KEYS = ("hits", "misses", "evaluations_run", "unresolved", "backend_seconds
 
 def refuse_torchrun(env=None) -> None:
     """The harness launches its own workers; under torchrun every rank would run the whole bisect
-    and AD (which spawns its own MPI workers for world_size > 1) deadlocks (method document)."""
+    and AD (which spawns its own MPI workers for world_size > 1) deadlocks (docs/method.md, Anti-patterns)."""
     import os
 
     env = os.environ if env is None else env

@@ -12,7 +12,7 @@ transforms of their own (``plugins.py``). Modules:
 * ``quant``      -- FP8 fake-quant and "kernel" linears and their transforms.
 * ``sharding``   -- in-process tensor parallelism with an explicit all-reduce.
 * ``compile``    -- compile backends (torch-simple / torch-compile / torch-cudagraph / torch-opt).
-* ``faults``     -- the fault registry: name, host transforms, symptom, method phase.
+* ``faults``     -- the fault registry: name, host transforms, symptom, docs/method.md phase.
 * ``plugins``    -- ``--plugin file.py`` loading.
 
 Importing this package is light; torch is imported by the submodules that need it.

@@ -5,7 +5,8 @@ torch-compile, torch-cudagraph, torch-opt; ``compile/backends/*.py``):
 
 * ``torch-simple``    -> eager, unchanged.
 * ``torch-compile``   -> ``torch.compile`` of the model's forward (inductor on CPU; a cold compile
-                         costs 15-24 s here, reference/cpu-notes.md §5).
+                         measured 15-24 s on an idle 2-core machine, 225 s under load:
+                         configs/emulator/FAULTS.md, "Clean transforms").
 * ``torch-cudagraph`` -> CUDA graphs are captured for a fixed set of batch sizes
                          (``cuda_graph_batch_sizes``) and a batch is padded up to the next captured
                          size before replay. CPU equivalent: every forward is padded along the batch

@@ -3,7 +3,7 @@
 A fault is a realistic bug *inside* one transform: the host transform applies a buggy variant of
 its rewrite, so disabling the host removes the bug (as in real life). Each entry names the
 transforms that can host it, the symptom it produces (what ``diagnose``/``classify`` should see),
-the method-document phase whose procedure finds it, the condition under which it shows, and what
+the phase of docs/method.md whose procedure finds it, the condition under which it shows, and what
 ``fault_strength`` means where the fault has a graded severity. ``configs/emulator/FAULTS.md`` is
 the same table for humans, with measured accuracies on the demo model.
 
@@ -22,7 +22,7 @@ class Fault:
     hosts: tuple[str, ...]
     family: str  # quant | attention | rope | sharding | cache | numerics | compile | interaction
     symptom: str
-    phase: str  # method-document phase / table that finds it
+    phase: str  # the docs/method.md phase / table that finds it
     condition: str = "always (when the host transform is enabled and matches)"
     strength: str | None = None  # meaning of fault_strength, with its default, or None
 

@@ -161,7 +161,7 @@ class FusedRMSNorm(nn.Module):
     """``fuse_rmsnorm``: the fused RMSNorm kernel (AD ``flashinfer_rms_norm``); same math.
 
     ``eps`` is read from the model config by the transform; the ``hardcoded_eps`` fault makes the
-    kernel wrapper use its own constant instead (method Phase 4b)."""
+    kernel wrapper use its own constant instead (docs/method.md Phase 4b)."""
 
     def __init__(self, weight: nn.Parameter, eps: float):
         super().__init__()
@@ -251,7 +251,7 @@ class FusedSiluMul(nn.Module):
 def _heads(x: torch.Tensor, n_heads: int, head_dim: int, wrong_stride: bool) -> torch.Tensor:
     """(B, S, n*D) -> (B, n, S, D). ``wrong_stride``: the reshape treats the feature axis as
     (D, n) instead of (n, D) -- a view captured with a concrete head count that no longer
-    matches the layout after a TP split (method Phase 4c)."""
+    matches the layout after a TP split (docs/method.md Phase 4c)."""
     B, S = x.shape[:2]
     if wrong_stride and n_heads > 1:
         return x.view(B, S, head_dim, n_heads).transpose(-1, -2).transpose(1, 2)

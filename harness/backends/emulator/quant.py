@@ -232,7 +232,7 @@ def quantize_fp8_linear_from_config(model, opts: dict, ctx: dict) -> int:
 
 def fuse_fp8_linear(model, opts: dict, ctx: dict) -> int:
     """FP8FakeQuantLinear -> FP8Linear (the kernel path). Faults here are kernel bugs: they
-    disappear when fuse_fp8_linear is disabled (fake-quant mode, method Phase 4a step 3)."""
+    disappear when fuse_fp8_linear is disabled (fake-quant mode, docs/method.md Phase 4a step 3)."""
     fault = opts.get("fault")
     n = 0
     for path, mod in list(model.named_modules()):

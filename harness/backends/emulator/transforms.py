@@ -1,7 +1,7 @@
 """The built-in transforms: name -> ``fn(model, options, context) -> num_matches``.
 
-Names are AD's (``tensorrt_llm/_torch/auto_deploy/config/default.yaml``, see
-shared/reference/trtllm-autodeploy.md §2.2); each function does, on the emulated transformers
+Names are AD's (NVIDIA/TensorRT-LLM ``tensorrt_llm/_torch/auto_deploy/config/default.yaml``, the
+newest variant read @dc325380); each function does, on the emulated transformers
 model, what the AD transform of that name does to the FX graph -- or records its matches when the
 emulated model is already in the form the transform would produce (the pattern matchers).
 A transform returns how many sites it rewrote (AD's ``num_matches``); 0 is logged as skipped.

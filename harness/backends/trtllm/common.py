@@ -303,7 +303,7 @@ TORCHRUN_VARS = ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "GROUP_RAN
 
 
 def check_not_torchrun(env=None) -> None:
-    """AD spawns its own MPI workers; launched under torchrun it deadlocks (method document)."""
+    """AD spawns its own MPI workers; launched under torchrun it deadlocks (docs/method.md, Anti-patterns)."""
     env = os.environ if env is None else env
     hits = [v for v in TORCHRUN_VARS if v in env]
     if hits:

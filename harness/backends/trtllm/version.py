@@ -24,7 +24,8 @@ CUDA/MPI and takes tens of seconds.  Everything here reads the installed package
   ``@CompileBackendRegistry.register("torch-cudagraph")`` / ``@AttentionRegistry.register("...")``
   decorators under ``_torch/auto_deploy`` (compile/backends/torch_simple.py and friends).
 
-Fields renamed across versions (trtllm-autodeploy.md §1.3-1.4; llm_args.py@3e906a0e vs @01e5db06):
+Fields renamed across versions (tensorrt_llm/_torch/auto_deploy/llm_args.py@3e906a0e, AutoDeployConfig era,
+vs @01e5db06, merged era):
 
 * AutoDeployConfig era: shortcut fields ``free_mem_ratio`` (-> ``transforms.resize_kv_cache.free_mem_ratio``)
   and ``cuda_graph_batch_sizes`` (-> ``transforms.compile_model.cuda_graph_batch_sizes``), compile
@@ -75,7 +76,8 @@ OLD_SHORTCUT_TRANSFORM_KEYS = {
     "cuda_graph_batch_sizes": ("compile_model", "cuda_graph_batch_sizes"),
 }
 # attention backend names that changed: the older triton paged backend was registered as "triton",
-# newer versions register "triton_paged" (trtllm-autodeploy.md §1.2 table, attn_backend row).
+# newer versions register "triton_paged" (the attn_backend values of auto_deploy/llm_args.py@16e9bea0 and
+# tests/integration/defs/accuracy/test_llm_api_autodeploy.py@4e711b93).
 ATTN_BACKEND_ALIASES = {"triton": "triton_paged", "triton_paged": "triton"}
 
 
