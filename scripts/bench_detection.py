@@ -192,9 +192,9 @@ def full_set_summary(ref, cand) -> dict:
 
 def detections(ref_sub, cand_sub, ref_full_acc: float, alpha: float) -> dict:
     from harness.comparison import stats
-    from harness.comparison.verdict import compare_runs
+    from harness.comparison.verdict import VerdictOptions, compare_runs
 
-    c = compare_runs(ref_sub, cand_sub, alpha=alpha, n_boot=200)
+    c = compare_runs(ref_sub, cand_sub, options=VerdictOptions(alpha=alpha, n_boot=200))
     n = c.n
     m = c.mcnemar
     t = c.logprob_test

@@ -8,7 +8,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.comparison.pairing import PairingError
 from harness.evaluation.records import prompt_hash
-from harness.comparison.verdict import Comparison, NoiseFloor, compare_runs
+from harness.comparison.verdict import Comparison, NoiseFloor, VerdictOptions, compare_runs
 
 LETTERS = "ABCD"
 
@@ -148,11 +148,11 @@ def test_small_underpowered_difference_is_inconclusive_not_same():
 def test_min_effect_blocks_small_accuracy_only_calls():
     ref = make_run(2000)
     cand = make_run(2000, flip_frac=0.02)
-    c = compare_runs(strip_lp(ref), strip_lp(cand), min_effect=5.0)
+    c = compare_runs(strip_lp(ref), strip_lp(cand), options=VerdictOptions(min_effect=5.0))
     assert c.mcnemar["p_two_sided"] < 0.05
     assert c.verdict != "regressed"
     assert any("below min effect" in r for r in c.reasons)
-    assert compare_runs(strip_lp(ref), strip_lp(cand), min_effect=0.5).verdict == "regressed"
+    assert compare_runs(strip_lp(ref), strip_lp(cand), options=VerdictOptions(min_effect=0.5)).verdict == "regressed"
 
 
 def test_unresolved_run_or_empty_run_is_unresolved():
@@ -171,7 +171,7 @@ def test_mismatched_prompts_refuse_to_compare():
     with pytest.raises(PairingError) as ei:
         compare_runs(ref, cand)
     assert isinstance(ei.value, HarnessError)
-    assert compare_runs(ref, cand, on_invalid="unresolved").verdict == "unresolved"
+    assert compare_runs(ref, cand, options=VerdictOptions(on_invalid="unresolved")).verdict == "unresolved"
 
 
 def test_nan_logprobs_in_candidate_count_as_divergent_and_worse():
@@ -220,6 +220,17 @@ def test_comparison_roundtrip_fields():
     for key in ("verdict", "accuracy", "mcnemar", "bootstrap", "trtllm", "logprob", "logprob_test", "pairing"):
         assert key in d
     assert d["trtllm"]["theta"] == pytest.approx(32.10, abs=0.01)  # 2.486 * sqrt(2 * 50^2 / 30)
+
+
+def test_verdict_options_defaults_are_the_former_keyword_defaults():
+    # the defaults compare_runs had as keyword parameters before VerdictOptions
+    assert VerdictOptions() == VerdictOptions(alpha=0.05, min_effect=1.0, kl_tolerance=0.01, kl_exceed_rate=0.05,
+                                              near_tie_margin=0.1, n_boot=2000, seed=0, trtllm_sigma=50.0,
+                                              trtllm_beta=0.2, on_invalid="raise")
+    ref, cand = make_run(60), make_run(60, noise=0.5)
+    assert compare_runs(ref, cand).to_dict() == compare_runs(ref, cand, options=VerdictOptions()).to_dict()
+    with pytest.raises(HarnessError, match="kl_exceed_rate"):
+        compare_runs(ref, cand, options=VerdictOptions(kl_exceed_rate=1.0))
 
 
 # -- the compare command on run directories ----------------------------------------------------

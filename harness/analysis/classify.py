@@ -471,9 +471,9 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
     # reference-based accuracy patterns
     cmp_ = None
     if ref_recs:
-        from harness.comparison.verdict import compare_runs
+        from harness.comparison.verdict import VerdictOptions, compare_runs
 
-        cmp_ = compare_runs(ref_recs, recs, alpha=alpha, on_invalid="unresolved")
+        cmp_ = compare_runs(ref_recs, recs, options=VerdictOptions(alpha=alpha, on_invalid="unresolved"))
         if cmp_.verdict == "unresolved":
             notes.append("reference not comparable: " + "; ".join(cmp_.reasons))
             cmp_ = None
@@ -641,7 +641,7 @@ def easy_hard_split(ref_recs, recs, p: dict | None = None, alpha: float = 0.05, 
 
 
 def _world_size_finding(world_size_runs: dict, alpha: float, notes: list) -> dict | None:
-    from harness.comparison.verdict import compare_runs
+    from harness.comparison.verdict import VerdictOptions, compare_runs
 
     try:
         runs = {int(k): v for k, v in world_size_runs.items()}
@@ -658,7 +658,7 @@ def _world_size_finding(world_size_runs: dict, alpha: float, notes: list) -> dic
     for ws in sorted(runs):
         if ws == 1:
             continue
-        c = compare_runs(runs[1], runs[ws], alpha=alpha, on_invalid="unresolved")
+        c = compare_runs(runs[1], runs[ws], options=VerdictOptions(alpha=alpha, on_invalid="unresolved"))
         per_ws[ws] = {"verdict": c.verdict, "accuracy_points": c.accuracy.get("cand_points"),
                       "diff_points": c.accuracy.get("diff_points"), "p_worse": c.mcnemar.get("p_regressed"),
                       "kl_mean": c.logprob.get("kl_mean")}

@@ -84,11 +84,12 @@ class Bisector:
     def _compare(self, ref_records, cand_records):
         if self._compare_fn is not None:
             return self._compare_fn(ref_records, cand_records, noise=self.noise)
-        from harness.comparison.verdict import compare_runs
+        from harness.comparison.verdict import VerdictOptions, compare_runs
 
-        return compare_runs(ref_records, cand_records, alpha=self.inp.alpha, min_effect=self.inp.min_effect,
-                            noise=self.noise, labels=(self.inp.backend_ref, self.inp.backend),
-                            on_invalid="unresolved")
+        return compare_runs(ref_records, cand_records, noise=self.noise,
+                            options=VerdictOptions(alpha=self.inp.alpha, min_effect=self.inp.min_effect,
+                                                   on_invalid="unresolved"),
+                            labels=(self.inp.backend_ref, self.inp.backend))
 
     def available(self) -> int | None:
         """How many samples the data set holds (for escalating an inconclusive step)."""

@@ -47,21 +47,20 @@ def load_run(path: str) -> tuple[dict, list[dict], str]:
 
 
 def run(args) -> int:
-    from harness.comparison.verdict import compare_runs
+    from harness.comparison.verdict import VerdictOptions, compare_runs
 
+    options = VerdictOptions(alpha=args.alpha, min_effect=args.min_effect, kl_tolerance=args.kl_tolerance,
+                             kl_exceed_rate=args.kl_exceed_rate)
     run_a, rec_a, lab_a = load_run(args.run_a)
     run_b, rec_b, lab_b = load_run(args.run_b)
     noise = []
     for p in args.aa:
         run_n, rec_n, _ = load_run(p)
         noise.append(compare_runs({"status": run_a.get("status") or "ok", "records": rec_a},
-                                  {"status": run_n.get("status") or "ok", "records": rec_n},
-                                  alpha=args.alpha, min_effect=args.min_effect, kl_tolerance=args.kl_tolerance,
-                                  kl_exceed_rate=args.kl_exceed_rate))
+                                  {"status": run_n.get("status") or "ok", "records": rec_n}, options=options))
     cmp_ = compare_runs({"status": run_a.get("status") or "ok", "records": rec_a, "error": run_a.get("error")},
                         {"status": run_b.get("status") or "ok", "records": rec_b, "error": run_b.get("error")},
-                        alpha=args.alpha, min_effect=args.min_effect, noise=noise or None,
-                        kl_tolerance=args.kl_tolerance, kl_exceed_rate=args.kl_exceed_rate, labels=(lab_a, lab_b))
+                        noise=noise or None, options=options, labels=(lab_a, lab_b))
     if args.json:
         d = cmp_.to_dict()
         d["runs"] = {"reference": args.run_a, "candidate": args.run_b, "aa": list(args.aa)}

@@ -114,7 +114,7 @@ def _pick(d: dict, *names):
 
 def paired_summary(job: Job, ref_result: EvalResult, cand_result: EvalResult) -> dict:
     """compare_runs on the paired records -> the fields the reports need (+ the full comparison)."""
-    from harness.comparison.verdict import compare_runs
+    from harness.comparison.verdict import VerdictOptions, compare_runs
 
     out = {"backend": job.paired_backend, "score": (ref_result.metrics or {}).get("score"),
            "status": ref_result.status}
@@ -125,7 +125,7 @@ def paired_summary(job: Job, ref_result: EvalResult, cand_result: EvalResult) ->
     if cand_result.status != "ok":
         out["verdict"] = "unresolved"
         return out
-    cmp = compare_runs(ref_result.records, cand_result.records, alpha=job.paired_alpha)
+    cmp = compare_runs(ref_result.records, cand_result.records, options=VerdictOptions(alpha=job.paired_alpha))
     d = cmp.to_dict() if hasattr(cmp, "to_dict") else dict(vars(cmp))
     out["verdict"] = cmp.verdict
     acc = d.get("accuracy") or {}
