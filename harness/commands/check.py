@@ -142,49 +142,19 @@ def run(args) -> int:
 
 
 def evaluate_and_judge(args, spec, ref, samples) -> dict:
-    from pathlib import Path
-
-    from harness.errors import HarnessError
-    from harness.regress.suite_runner import gate
-    from harness.execution.runner import Runner
-    from harness.execution.slurm import executor_options
-    from harness.analysis.triage import load_patterns, triage_text
-
-    ex_name, ex_opts, _ = executor_options(args)
+    """Evaluate at this engine commit and judge: the outcome dict (status, exit_code, lines, numbers)."""
     out = {"backend": spec.backend, "model": spec.model, "task": spec.task, "samples": samples,
            "reference": ref.to_dict() if ref else None}
-    try:
-        with Runner(cache_dir=args.cache_dir, use_cache=args.cache, timeout=args.timeout, max_parallel=1, quiet=True,
-                    executor=ex_name, executor_options=ex_opts, workdir=Path(args.cache_dir) / "work") as runner:
-            # the resolved config is part of the engine at this commit: resolve inside the guarded block
-            from harness.regress.suite_runner import _resolved
-
-            spec.config = _resolved(spec.backend, spec.config)
-            result = runner.evaluate(spec)
-    except HarnessError as exc:  # the engine at this commit rejects the input (worker exit 2)
-        out.update(status="untestable", exit_code=EXIT_SKIP, error=str(exc),
-                   lines=[f"UNTESTABLE (exit 125): the engine rejected the input at this commit: {exc}"])
+    result = _evaluate(args, spec, out)
+    if result is None:
         return out
     if result.status != "ok":
-        t = triage_text("\n".join(x for x in (result.error, result.log_tail) if x), load_patterns(), name="check")
-        lines = [f"UNTESTABLE (exit 125): evaluation unresolved: {result.error}"]
-        lines += ["  " + line for line in t.lines()[1:]]
-        out.update(status="untestable", exit_code=EXIT_SKIP, error=result.error, triage=t.to_dict(), lines=lines)
-        return out
+        return _unresolved(out, result)
     score = (result.metrics or {}).get("score")
     n = (result.metrics or {}).get("n", len(result.records))
     out.update(score=score, n=n)
     if ref is not None:
-        n_gate = samples or n  # TRT-LLM: HypothesisTestingParams(num_samples) is the requested count
-        threshold, theta = gate(score, ref, n_gate)
-        good = score >= threshold if ref.higher_is_better else score <= threshold
-        out.update(threshold=threshold, theta=theta)
-        lines = ["=" * 59, f"= {ref.metric_name.upper()} HYPOTHESIS TESTING (TensorRT-LLM accuracy_core)", "=" * 59,
-                 f"Alpha (Type I:  False Positive): {ref.alpha:.3f}", f"Beta  (Type II: False Negative): {ref.beta:.3f}",
-                 f"Sigma (Standard deviation): {ref.sigma:.3f}", f"#Samples: {n_gate}",
-                 f"Higher is better: {ref.higher_is_better}", f"Theta (Minimum detectable effect): {theta:.3f}",
-                 f"Reference {ref.metric_name}: {ref.accuracy:.3f}  ({ref.source})", f"Threshold: {threshold:.3f}",
-                 f"Evaluated {ref.metric_name}: {score:.3f}  (n={n})", "=" * 59]
+        good, threshold, lines = _judge_against_reference(out, ref, score, n, samples)
     else:
         threshold = args.threshold
         good = score >= threshold
@@ -195,3 +165,53 @@ def evaluate_and_judge(args, spec, ref, samples) -> dict:
     out.update(status="good" if good else "bad", exit_code=EXIT_GOOD if good else EXIT_BAD, lines=lines,
                cached=(result.info or {}).get("cached"))
     return out
+
+
+def _evaluate(args, spec, out: dict):
+    """The evaluation's result, or None with ``out`` filled in when the engine rejects the input."""
+    from pathlib import Path
+
+    from harness.errors import HarnessError
+    from harness.execution.runner import Runner
+    from harness.execution.slurm import executor_options
+    from harness.regress.suite_runner import resolve_backend_config
+
+    ex_name, ex_opts, _ = executor_options(args)
+    try:
+        with Runner(cache_dir=args.cache_dir, use_cache=args.cache, timeout=args.timeout, max_parallel=1, quiet=True,
+                    executor=ex_name, executor_options=ex_opts, workdir=Path(args.cache_dir) / "work") as runner:
+            # the resolved config is part of the engine at this commit: resolve inside the guarded block
+            spec.config = resolve_backend_config(spec.backend, spec.config)
+            return runner.evaluate(spec)
+    except HarnessError as exc:  # the engine at this commit rejects the input (worker exit 2)
+        out.update(status="untestable", exit_code=EXIT_SKIP, error=str(exc),
+                   lines=[f"UNTESTABLE (exit 125): the engine rejected the input at this commit: {exc}"])
+        return None
+
+
+def _unresolved(out: dict, result) -> dict:
+    """Crash, timeout or out of memory: untestable (125), with the log tail triaged."""
+    from harness.analysis.triage import load_patterns, triage_text
+
+    t = triage_text("\n".join(x for x in (result.error, result.log_tail) if x), load_patterns(), name="check")
+    lines = [f"UNTESTABLE (exit 125): evaluation unresolved: {result.error}"]
+    lines += ["  " + line for line in t.lines()[1:]]
+    out.update(status="untestable", exit_code=EXIT_SKIP, error=result.error, triage=t.to_dict(), lines=lines)
+    return out
+
+
+def _judge_against_reference(out: dict, ref, score: float, n: int, samples) -> tuple[bool, float, list[str]]:
+    """TensorRT-LLM's hypothesis test: (good, threshold, its report lines as accuracy_core prints them)."""
+    from harness.regress.suite_runner import gate
+
+    n_gate = samples or n  # TRT-LLM: HypothesisTestingParams(num_samples) is the requested count
+    threshold, theta = gate(score, ref, n_gate)
+    good = score >= threshold if ref.higher_is_better else score <= threshold
+    out.update(threshold=threshold, theta=theta)
+    lines = ["=" * 59, f"= {ref.metric_name.upper()} HYPOTHESIS TESTING (TensorRT-LLM accuracy_core)", "=" * 59,
+             f"Alpha (Type I:  False Positive): {ref.alpha:.3f}", f"Beta  (Type II: False Negative): {ref.beta:.3f}",
+             f"Sigma (Standard deviation): {ref.sigma:.3f}", f"#Samples: {n_gate}",
+             f"Higher is better: {ref.higher_is_better}", f"Theta (Minimum detectable effect): {theta:.3f}",
+             f"Reference {ref.metric_name}: {ref.accuracy:.3f}  ({ref.source})", f"Threshold: {threshold:.3f}",
+             f"Evaluated {ref.metric_name}: {score:.3f}  (n={n})", "=" * 59]
+    return good, threshold, lines

@@ -1,4 +1,4 @@
-"""`python -m harness diagnose`: Phase 1 of the method -- one backend, one model, one config, N samples.
+"""`python -m harness diagnose`: one backend, one model, one config, N samples (docs/method.md, "Phase 1").
 
 Prints the first prompt in full (check it against the real evaluator), a per-sample table
 (id, subject, reference, output, correct), the accuracy with a 95% Wilson interval, the task's
@@ -68,9 +68,32 @@ def accuracy_line(records: list[dict]) -> str:
 
 def run(args) -> int:
     from harness.evaluation.run import run_evaluation
-    from harness.evaluation.spec import EvalSpec, build_samples
+    from harness.evaluation.spec import build_samples
+
+    spec = _spec(args)
+    _check_inputs(spec)  # unknown backend, missing model: fail before printing anything
+    _, samples = build_samples(spec)
+    if not args.quiet and samples:
+        print_first_prompt(samples[0])
+    result = run_evaluation(spec)
+    run_dir = _write_run_dir(args.out, spec, result)
+    if result.status != "ok":
+        print_unresolved(result, quiet=args.quiet)
+        print(f"run directory: {run_dir}")
+        return 1
+    if not args.quiet:
+        print(sample_table(result.records))
+        print()
+    print(accuracy_line(result.records))
+    if not args.quiet:
+        print_metrics(spec.task, result)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def _spec(args):
+    from harness.evaluation.spec import EvalSpec
     from harness.tasks.base import PromptOptions
-    from harness.evaluation.rundir import new_run_dir, write_run
 
     config = {}
     if args.config:
@@ -78,55 +101,62 @@ def run(args) -> int:
 
         config = load_yaml(args.config)
     options = PromptOptions.from_args(args, tokenizer=None)
-    spec = EvalSpec(
+    return EvalSpec(
         backend=args.backend, model=args.model, task=args.task, config=config, dataset=args.dataset,
         samples=args.samples, seed=args.seed,
         prompt_options={k: v for k, v in options.to_dict().items() if k != "tokenizer" or v},
         plugins=list(args.plugin), label=args.label or f"diagnose-{args.backend}-{args.task}",
     )
+
+
+def _check_inputs(spec) -> None:
     from harness.backends import capabilities, get_backend
 
     get_backend(spec.backend)  # unknown backend -> error before any work
-    if capabilities(spec.backend).needs_local_model:  # fail before printing anything
+    if capabilities(spec.backend).needs_local_model:
         from harness.backends.hf.backend import check_model_dir
 
         check_model_dir(spec.model)
-    _, samples = build_samples(spec)
-    if not args.quiet and samples:
-        print(f"=== first prompt ({samples[0].id}), exactly as sent ===")
-        print(samples[0].prompt)
-        print("=== end of first prompt ===")
-        sys.stdout.flush()
-    result = run_evaluation(spec)
-    run_dir = new_run_dir(args.out, spec.label)
+
+
+def _write_run_dir(out, spec, result):
+    """``<out>/<timestamp>-<label>/`` with samples.jsonl and run.json (also for an unresolved run)."""
+    from harness.evaluation.rundir import new_run_dir, write_run
     from harness.paths import DATASET_SUBDIRS, default_dataset
 
+    run_dir = new_run_dir(out, spec.label)
     dataset = spec.dataset or (default_dataset(spec.task) if spec.task in DATASET_SUBDIRS else None)
     write_run(run_dir, spec, result, extra={"dataset_resolved": dataset, "command": "diagnose"})
-    if result.status != "ok":
-        print(f"unresolved: {result.error}", file=sys.stderr)
-        if result.log_tail and not args.quiet:
-            print(result.log_tail.rstrip().splitlines()[-1], file=sys.stderr)
-        print(f"run directory: {run_dir}")
-        return 1
-    records = result.records
-    if not args.quiet:
-        print(sample_table(records))
-        print()
-    print(accuracy_line(records))
+    return run_dir
+
+
+# -- printing ------------------------------------------------------------------------------------
+
+def print_first_prompt(sample) -> None:
+    print(f"=== first prompt ({sample.id}), exactly as sent ===")
+    print(sample.prompt)
+    print("=== end of first prompt ===")
+    sys.stdout.flush()
+
+
+def print_unresolved(result, quiet: bool) -> None:
+    print(f"unresolved: {result.error}", file=sys.stderr)
+    if result.log_tail and not quiet:
+        print(result.log_tail.rstrip().splitlines()[-1], file=sys.stderr)
+
+
+def print_metrics(task: str, result) -> None:
+    """The task's own score, per filter and per subject, and the timings."""
     metrics = result.metrics or {}
-    if not args.quiet:
-        if "score" in metrics:
-            print(f"task score ({spec.task}, as the evaluator reports it): {metrics['score']:.2f} (n={metrics.get('n')})")
-        for name, m in (metrics.get("per_filter") or {}).items():
-            print(f"  {name}: {m['score']:.2f}")
-        per_subject = metrics.get("per_subject") or {}
-        if len(per_subject) > 1:
-            width = max(len(s) for s in per_subject)
-            for subject, m in per_subject.items():
-                print(f"  {subject.ljust(width)}  {m['score']:6.2f}  (n={m['n']})")
-        t = (result.info or {}).get("timings") or {}
-        if t:
-            print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
-    print(f"run directory: {run_dir}")
-    return 0
+    if "score" in metrics:
+        print(f"task score ({task}, as the evaluator reports it): {metrics['score']:.2f} (n={metrics.get('n')})")
+    for name, m in (metrics.get("per_filter") or {}).items():
+        print(f"  {name}: {m['score']:.2f}")
+    per_subject = metrics.get("per_subject") or {}
+    if len(per_subject) > 1:
+        width = max(len(s) for s in per_subject)
+        for subject, m in per_subject.items():
+            print(f"  {subject.ljust(width)}  {m['score']:6.2f}  (n={m['n']})")
+    t = (result.info or {}).get("timings") or {}
+    if t:
+        print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))

@@ -40,63 +40,73 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from datetime import datetime, timezone
-    from pathlib import Path
-
-    from harness.regress.suite_runner import check_references, job_reference, run_suite
     from harness.regress.suite import load_suite
-    from harness.execution.slurm import executor_options
+    from harness.regress.suite_runner import check_references
 
     suite = load_suite(args.suite).select(args.only)
     if args.samples is not None:
-        if args.samples <= 0:
-            from harness.errors import HarnessError
-
-            raise HarnessError(f"--samples must be a positive integer, got {args.samples}")
-        for j in suite.jobs:
-            j.samples = args.samples
-            j.name = f"{j.name.rsplit('/n', 1)[0]}/n{args.samples}"
-        names = [j.name for j in suite.jobs]
-        if len(set(names)) != len(names):
-            from harness.errors import HarnessError
-
-            raise HarnessError("--samples makes job names collide (the suite lists several sample counts); "
-                               "add --only to pick one")
+        suite.override_samples(args.samples)
     check_references(suite)  # "Not registered specs" before anything runs
     if args.dry_run:
         for j in suite.jobs:
-            ref = job_reference(j)
-            src = f"ref {ref.accuracy:.2f} ({ref.source}, entry {ref.entry_index})" if ref else "no reference"
-            paired = f", paired with {j.paired_backend}" if j.paired_backend else ""
-            print(f"{j.name}: {j.backend} {j.config_path or ('inline config' if j.config else 'default config')}; {src}{paired}")
+            print(dry_run_line(j))
         return 0
+    outcome = _run_suite(args, suite)
+    for r in outcome.results:
+        print(result_line(r))
+    print(totals_line(outcome))
+    return outcome.exit_code
+
+
+def _run_suite(args, suite):
+    """run_suite with the Runner the command line asks for."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from harness.execution.runner import Runner
+    from harness.execution.slurm import executor_options
+    from harness.regress.suite_runner import run_suite
+
     out = Path(args.out) if args.out else Path("reports/regress") / (
         f"{suite.name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
     timeout = args.timeout if args.timeout is not None else (suite.timeout or 1800)
     max_parallel = args.max_parallel if args.max_parallel is not None else (suite.max_parallel or 1)
     ex_name, ex_opts, ex_argv = executor_options(args)
-
-    from harness.execution.runner import Runner
-
     with Runner(cache_dir=args.cache_dir, use_cache=not args.no_cache, timeout=timeout, max_parallel=max_parallel,
                 quiet=args.quiet, executor=ex_name, executor_options=ex_opts,
                 workdir=Path(args.cache_dir) / "work") as runner:
-        outcome = run_suite(suite, out, runner, history_db=None if args.no_history else args.history,
-                            bisect_on_fail=args.bisect_on_fail, executor_argv=ex_argv,
-                            bisect_timeout=args.bisect_timeout, log=(lambda *a, **k: None) if args.quiet else print)
+        return run_suite(suite, out, runner, history_db=None if args.no_history else args.history,
+                         bisect_on_fail=args.bisect_on_fail, executor_argv=ex_argv,
+                         bisect_timeout=args.bisect_timeout, log=(lambda *a, **k: None) if args.quiet else print)
 
-    for r in outcome.results:
-        score = "-" if r.score is None else f"{r.score:.2f}"
-        thr = "-" if r.threshold is None else f"{r.threshold:.2f}"
-        paired = (r.paired or {}).get("verdict") or "-"
-        line = f"{r.status.upper():<7} {r.name}  score {score}  threshold {thr}  paired {paired}"
-        if r.messages and r.status != "passed":
-            line += f"  ({'; '.join(r.messages)})"
-        if r.bisect_report:
-            line += f"  bisect report: {r.bisect_report}"
-        print(line)
+
+# -- printing ------------------------------------------------------------------------------------
+
+def dry_run_line(j) -> str:
+    """One job for --dry-run: backend, config and the reference entry it matched."""
+    from harness.regress.suite_runner import job_reference
+
+    ref = job_reference(j)
+    src = f"ref {ref.accuracy:.2f} ({ref.source}, entry {ref.entry_index})" if ref else "no reference"
+    paired = f", paired with {j.paired_backend}" if j.paired_backend else ""
+    config = j.config_path or ("inline config" if j.config else "default config")
+    return f"{j.name}: {j.backend} {config}; {src}{paired}"
+
+
+def result_line(r) -> str:
+    score = "-" if r.score is None else f"{r.score:.2f}"
+    thr = "-" if r.threshold is None else f"{r.threshold:.2f}"
+    paired = (r.paired or {}).get("verdict") or "-"
+    line = f"{r.status.upper():<7} {r.name}  score {score}  threshold {thr}  paired {paired}"
+    if r.messages and r.status != "passed":
+        line += f"  ({'; '.join(r.messages)})"
+    if r.bisect_report:
+        line += f"  bisect report: {r.bisect_report}"
+    return line
+
+
+def totals_line(outcome) -> str:
     c = outcome.counts()
-    print(f"{c['passed']} passed, {c['failed']} failed, {c['error']} unresolved; "
-          f"junit {outcome.files['junit']}; summary {outcome.files['summary_md']}"
-          + (f"; history {outcome.files['history']}" if outcome.files.get("history") else ""))
-    return outcome.exit_code
+    return (f"{c['passed']} passed, {c['failed']} failed, {c['error']} unresolved; "
+            f"junit {outcome.files['junit']}; summary {outcome.files['summary_md']}"
+            + (f"; history {outcome.files['history']}" if outcome.files.get("history") else ""))

@@ -61,7 +61,10 @@ def job_slug(name: str) -> str:
 
 # -- specs --------------------------------------------------------------------------------------
 
-def _resolved(backend_name: str, overlay: dict) -> dict:
+def resolve_backend_config(backend_name: str, overlay: dict) -> dict:
+    """The config a backend runs with for ``overlay``: for backends that take AD configs, the
+    overlay resolved against the backend's default.yaml (as the evaluation cache keys it); for the
+    others the overlay as given. Raises HarnessError when the overlay names unknown keys."""
     from harness.backends import get_backend
     from harness.evaluation.key import resolved_config
 
@@ -70,7 +73,8 @@ def _resolved(backend_name: str, overlay: dict) -> dict:
 
 
 def candidate_spec(job: Job) -> EvalSpec:
-    return EvalSpec(backend=job.backend, model=job.model_path, task=job.task, config=_resolved(job.backend, job.config),
+    return EvalSpec(backend=job.backend, model=job.model_path, task=job.task,
+                    config=resolve_backend_config(job.backend, job.config),
                     dataset=job.dataset, samples=job.samples, seed=job.seed, prompt_options=dict(job.prompt_options),
                     sampling=dict(job.sampling), plugins=list(job.plugins), label=f"{job.name} [candidate]")
 
@@ -79,8 +83,9 @@ def paired_spec(job: Job) -> EvalSpec | None:
     if not job.paired_backend:
         return None
     return EvalSpec(backend=job.paired_backend, model=job.model_path, task=job.task,
-                    config=_resolved(job.paired_backend, job.paired_config), dataset=job.dataset, samples=job.samples,
-                    seed=job.seed, prompt_options=dict(job.prompt_options), sampling=dict(job.sampling),
+                    config=resolve_backend_config(job.paired_backend, job.paired_config), dataset=job.dataset,
+                    samples=job.samples, seed=job.seed, prompt_options=dict(job.prompt_options),
+                    sampling=dict(job.sampling),
                     label=f"{job.model_id}/{job.task}/n{job.samples or 'all'} [reference {job.paired_backend}]")
 
 
@@ -96,7 +101,8 @@ def job_reference(job: Job) -> Reference | None:
 
 
 def gate(score: float, ref: Reference, n: int) -> tuple[float, float]:
-    """(threshold, theta) of TensorRT-LLM's test for n samples (accuracy_core.HypothesisTestingParams)."""
+    """(threshold, theta) of TensorRT-LLM's test for n samples (HypothesisTestingParams in
+    NVIDIA/TensorRT-LLM tests/integration/defs/accuracy/accuracy_core.py@3e906a0e)."""
     from harness.comparison.stats import trtllm_theta, trtllm_threshold
 
     threshold = trtllm_threshold(n, ref.accuracy, sigma=ref.sigma, alpha=ref.alpha,
@@ -243,126 +249,194 @@ def run_bisect(job: Job, result: JobResult, out_dir: Path, cache_dir: str | None
 def run_suite(suite: Suite, out_dir: str | Path, runner, history_db: str | Path | None = None,
               bisect_on_fail: bool = False, executor_argv: list[str] | None = None,
               bisect_timeout: float | None = None, log=print) -> SuiteOutcome:
-    from harness.backends import get_backend
-    from harness.config.io import dump_yaml
-    from harness.config.ops import config_hash
-    from harness.evaluation.records import write_records
-    from harness.regress.history import record_run
-    from harness.regress.junit import write_junit
-    from harness.regress.summary import write_summary
-    from harness.analysis.triage import load_patterns, triage_text
+    """Evaluate every job (and its paired reference run), judge, bisect failures if asked, write outputs."""
+    from harness.analysis.triage import load_patterns
 
-    out_dir = Path(out_dir)
+    run = _prepare(suite, Path(out_dir))
+    _evaluate(run, runner, log)
+    patterns = load_patterns()
+    run.results = [_judge_job(run, j, patterns) for j in suite.jobs]
+    if bisect_on_fail:
+        _bisect_failures(run, runner, executor_argv or [], bisect_timeout, log)
+    return _write_outputs(run, runner, history_db)
+
+
+@dataclass
+class _SuiteRun:
+    """State handed from one step of run_suite to the next."""
+    suite: Suite
+    out_dir: Path
+    started: datetime
+    run_id: str
+    refs: dict  # job name -> Reference | None
+    cand_specs: dict  # job name -> EvalSpec
+    pair_specs: dict  # job name -> EvalSpec | None
+    evals: dict = field(default_factory=dict)  # (job name, "cand" | "ref") -> EvalResult
+    results: list[JobResult] = field(default_factory=list)  # in suite.jobs order
+
+
+def _prepare(suite: Suite, out_dir: Path) -> _SuiteRun:
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).replace(microsecond=0)
     # a short random suffix: two runs started within the same second (a fast cached rerun) must not
     # share an id, or the second would replace the first one's history rows
     run_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}-{job_slug(suite.name)}"
-
     # references first: a reference that is not registered is the user's to fix, before hours of runs
     refs = {j.name: job_reference(j) for j in suite.jobs}
     cand_specs = {j.name: candidate_spec(j) for j in suite.jobs}
     pair_specs = {j.name: paired_spec(j) for j in suite.jobs}
+    return _SuiteRun(suite, out_dir, started, run_id, refs, cand_specs, pair_specs)
 
+
+def _evaluate(run: _SuiteRun, runner, log) -> None:
+    """All candidate and paired evaluations in one batch (the runner caches and deduplicates)."""
+    jobs = run.suite.jobs
     ordered = []
-    for j in suite.jobs:
-        ordered.append(cand_specs[j.name])
-        if pair_specs[j.name] is not None:
-            ordered.append(pair_specs[j.name])
-    log(f"suite {suite.name}: {len(suite.jobs)} job(s), {len(ordered)} evaluation(s) before cache/dedup; "
-        f"out {out_dir}")
+    for j in jobs:
+        ordered.append(run.cand_specs[j.name])
+        if run.pair_specs[j.name] is not None:
+            ordered.append(run.pair_specs[j.name])
+    log(f"suite {run.suite.name}: {len(jobs)} job(s), {len(ordered)} evaluation(s) before cache/dedup; "
+        f"out {run.out_dir}")
     t0 = time.monotonic()
     if hasattr(runner, "plan"):
         runner.plan(len(ordered))  # every call counts once in the progress line, cached or not
     results = runner.evaluate_many(ordered)
-    by_label = {}
     it = iter(results)
-    for j in suite.jobs:
-        by_label[(j.name, "cand")] = next(it)
-        if pair_specs[j.name] is not None:
-            by_label[(j.name, "ref")] = next(it)
+    for j in jobs:
+        run.evals[(j.name, "cand")] = next(it)
+        if run.pair_specs[j.name] is not None:
+            run.evals[(j.name, "ref")] = next(it)
     log(f"evaluations done in {time.monotonic() - t0:.1f} s")
 
-    patterns = load_patterns()
-    job_results: list[JobResult] = []
-    for j in suite.jobs:
-        cand = by_label[(j.name, "cand")]
-        ref_eval = by_label.get((j.name, "ref"))
-        ref = refs[j.name]
-        jdir = out_dir / "jobs" / job_slug(j.name)
-        jdir.mkdir(parents=True, exist_ok=True)
-        (jdir / "config.yaml").write_text(dump_yaml(j.config or {}))
-        r = JobResult(job=j.to_dict(), status="passed", result_dir=str(jdir),
-                      config_hash=config_hash(cand_specs[j.name].config),
-                      versions=job_versions(j.backend, cand), reference=ref.to_dict() if ref else None,
-                      duration_s=float((cand.info or {}).get("wall_s") or 0.0) +
-                      float(((ref_eval.info if ref_eval else None) or {}).get("wall_s") or 0.0),
-                      cache_hit=(cand.info or {}).get("cached"), executor=(cand.info or {}).get("executor"))
-        if cand.status == "ok":
-            r.score = (cand.metrics or {}).get("score")
-            r.n = (cand.metrics or {}).get("n", len(cand.records))
-            _mkdir(jdir / "candidate")
-            write_records(jdir / "candidate" / "samples.jsonl", cand.records)
-        else:
-            r.error, r.log_tail = cand.error, cand.log_tail
-            r.triage = triage_text("\n".join(x for x in (cand.error, cand.log_tail) if x), patterns,
-                                   name=j.name).to_dict()
-        if ref_eval is not None:
-            if ref_eval.status == "ok":
-                _mkdir(jdir / "reference")
-                write_records(jdir / "reference" / "samples.jsonl", ref_eval.records)
-            elif cand.status == "ok":
-                r.error, r.log_tail = f"paired reference ({j.paired_backend}): {ref_eval.error}", ref_eval.log_tail
-                r.triage = triage_text("\n".join(x for x in (ref_eval.error, ref_eval.log_tail) if x), patterns,
-                                       name=j.name).to_dict()
-            r.paired = paired_summary(j, ref_eval, cand)
-        if ref is not None and r.score is not None:
-            # TRT-LLM's gate uses the hypothesis num_samples it evaluated with (the job's sample count)
-            n_gate = j.samples or r.n or ref.num_samples
-            r.threshold, r.theta = gate(r.score, ref, n_gate)
-            r.gate_passed = (r.score >= r.threshold) if ref.higher_is_better else (r.score <= r.threshold)
-        r.status, r.messages = judge(r.score, r.threshold, ref.higher_is_better if ref else True,
-                                     (r.paired or {}).get("verdict"), cand.status != "ok",
-                                     ref_eval is not None and ref_eval.status != "ok")
-        job_results.append(r)
 
-    if bisect_on_fail:
-        for j, r in zip(suite.jobs, job_results):
-            if r.status != "failed":
-                continue
-            if not j.bisect or not getattr(get_backend(j.backend), "takes_ad_config", False):
-                r.bisect_status = "not bisected (backend takes no AD config or bisect: false)"
-                continue
-            log(f"bisect: {j.name} ...")
-            run_bisect(j, r, out_dir, str(getattr(runner, "cache_dir", "")) or None, executor_argv or [],
-                       bisect_timeout, eval_timeout=getattr(getattr(runner, "executor", None), "timeout", None))
-            log(f"bisect: {j.name}: {r.bisect_status}; report {r.bisect_report}")
+def _judge_job(run: _SuiteRun, j: Job, patterns) -> JobResult:
+    """One job's result: records written, paired comparison, TensorRT-LLM gate, pass/fail."""
+    cand = run.evals[(j.name, "cand")]
+    ref_eval = run.evals.get((j.name, "ref"))
+    ref = run.refs[j.name]
+    r = _new_result(run, j, cand, ref_eval, ref)
+    jdir = Path(r.result_dir)
+    _take_candidate(r, j, cand, jdir, patterns)
+    if ref_eval is not None:
+        _take_paired(r, j, cand, ref_eval, jdir, patterns)
+    if ref is not None and r.score is not None:
+        # TRT-LLM's gate uses the hypothesis num_samples it evaluated with (the job's sample count)
+        n_gate = j.samples or r.n or ref.num_samples
+        r.threshold, r.theta = gate(r.score, ref, n_gate)
+        r.gate_passed = (r.score >= r.threshold) if ref.higher_is_better else (r.score <= r.threshold)
+    r.status, r.messages = judge(r.score, r.threshold, ref.higher_is_better if ref else True,
+                                 (r.paired or {}).get("verdict"), cand.status != "ok",
+                                 ref_eval is not None and ref_eval.status != "ok")
+    return r
 
-    for j, r in zip(suite.jobs, job_results):
+
+def _new_result(run: _SuiteRun, j: Job, cand: EvalResult, ref_eval: EvalResult | None,
+                ref: Reference | None) -> JobResult:
+    """The job directory (with its config.yaml) and a JobResult with what is known before judging."""
+    from harness.config.io import dump_yaml
+    from harness.config.ops import config_hash
+
+    jdir = run.out_dir / "jobs" / job_slug(j.name)
+    jdir.mkdir(parents=True, exist_ok=True)
+    (jdir / "config.yaml").write_text(dump_yaml(j.config or {}))
+    return JobResult(job=j.to_dict(), status="passed", result_dir=str(jdir),
+                     config_hash=config_hash(run.cand_specs[j.name].config),
+                     versions=job_versions(j.backend, cand), reference=ref.to_dict() if ref else None,
+                     duration_s=float((cand.info or {}).get("wall_s") or 0.0) +
+                     float(((ref_eval.info if ref_eval else None) or {}).get("wall_s") or 0.0),
+                     cache_hit=(cand.info or {}).get("cached"), executor=(cand.info or {}).get("executor"))
+
+
+def _take_candidate(r: JobResult, j: Job, cand: EvalResult, jdir: Path, patterns) -> None:
+    """Score and records of the candidate run, or its error triaged."""
+    from harness.evaluation.records import write_records
+    from harness.analysis.triage import triage_text
+
+    if cand.status == "ok":
+        r.score = (cand.metrics or {}).get("score")
+        r.n = (cand.metrics or {}).get("n", len(cand.records))
+        _mkdir(jdir / "candidate")
+        write_records(jdir / "candidate" / "samples.jsonl", cand.records)
+    else:
+        r.error, r.log_tail = cand.error, cand.log_tail
+        r.triage = triage_text("\n".join(x for x in (cand.error, cand.log_tail) if x), patterns,
+                               name=j.name).to_dict()
+
+
+def _take_paired(r: JobResult, j: Job, cand: EvalResult, ref_eval: EvalResult, jdir: Path, patterns) -> None:
+    """Records of the paired reference run (or its error, when the candidate ran) and the paired verdict."""
+    from harness.evaluation.records import write_records
+    from harness.analysis.triage import triage_text
+
+    if ref_eval.status == "ok":
+        _mkdir(jdir / "reference")
+        write_records(jdir / "reference" / "samples.jsonl", ref_eval.records)
+    elif cand.status == "ok":
+        r.error, r.log_tail = f"paired reference ({j.paired_backend}): {ref_eval.error}", ref_eval.log_tail
+        r.triage = triage_text("\n".join(x for x in (ref_eval.error, ref_eval.log_tail) if x), patterns,
+                               name=j.name).to_dict()
+    r.paired = paired_summary(j, ref_eval, cand)
+
+
+def _bisect_failures(run: _SuiteRun, runner, executor_argv: list[str], bisect_timeout: float | None,
+                     log) -> None:
+    """`bisect` for every failed job whose backend takes AD configs (and that did not opt out)."""
+    from harness.backends import get_backend
+
+    for j, r in zip(run.suite.jobs, run.results):
+        if r.status != "failed":
+            continue
+        if not j.bisect or not getattr(get_backend(j.backend), "takes_ad_config", False):
+            r.bisect_status = "not bisected (backend takes no AD config or bisect: false)"
+            continue
+        log(f"bisect: {j.name} ...")
+        run_bisect(j, r, run.out_dir, str(getattr(runner, "cache_dir", "")) or None, executor_argv,
+                   bisect_timeout, eval_timeout=getattr(getattr(runner, "executor", None), "timeout", None))
+        log(f"bisect: {j.name}: {r.bisect_status}; report {r.bisect_report}")
+
+
+def _write_outputs(run: _SuiteRun, runner, history_db: str | Path | None) -> SuiteOutcome:
+    """result.json per job, junit.xml, summary.md/json and the history rows."""
+    from harness.regress.junit import write_junit
+    from harness.regress.summary import write_summary
+
+    for r in run.results:
         (Path(r.result_dir) / "result.json").write_text(json.dumps(r.to_dict(), indent=1, default=str))
-
     finished = datetime.now(timezone.utc).replace(microsecond=0)
+    run_versions = _run_versions(run.results)
+    outcome = SuiteOutcome(suite=run.suite.name, run_id=run.run_id, out_dir=str(run.out_dir), results=run.results,
+                           started_at=run.started.isoformat(), finished_at=finished.isoformat(),
+                           versions={k: v for k, v in run_versions.items() if v is not None},
+                           runner_stats=dict(getattr(runner, "stats", {}) or {}))
+    outcome.files["junit"] = write_junit(run.out_dir / "junit.xml", run.suite.name, run.results,
+                                         versions=outcome.versions, timestamp=run.started)
+    outcome.files.update(write_summary(outcome, run.out_dir))
+    if history_db:
+        _record_history(history_db, outcome, run_versions.get("harness_commit"))
+    return outcome
+
+
+def _run_versions(results: list[JobResult]) -> dict:
+    """The harness version and commit, then the first value of every key the jobs report."""
     from harness import __version__
     from harness.paths import REPO_ROOT
 
     run_versions = {"harness": __version__, "harness_commit": git_commit(REPO_ROOT)}
-    for r in job_results:
+    for r in results:
         for k, v in r.versions.items():
             run_versions.setdefault(k, v)
-    outcome = SuiteOutcome(suite=suite.name, run_id=run_id, out_dir=str(out_dir), results=job_results,
-                           started_at=started.isoformat(), finished_at=finished.isoformat(),
-                           versions={k: v for k, v in run_versions.items() if v is not None},
-                           runner_stats=dict(getattr(runner, "stats", {}) or {}))
-    outcome.files["junit"] = write_junit(out_dir / "junit.xml", suite.name, job_results, versions=outcome.versions,
-                                         timestamp=started)
-    outcome.files.update(write_summary(outcome, out_dir))
-    if history_db:
-        record_run(history_db, {"run_id": run_id, "suite": suite.name, "started_at": outcome.started_at,
-                                "finished_at": outcome.finished_at, "host": socket.gethostname(),
-                                "git_commit": run_versions.get("harness_commit"), "versions": outcome.versions,
-                                "out_dir": str(out_dir), "exit_code": outcome.exit_code}, job_results)
-        outcome.files["history"] = str(history_db)
-    return outcome
+    return run_versions
+
+
+def _record_history(history_db: str | Path, outcome: SuiteOutcome, harness_commit: str | None) -> None:
+    from harness.regress.history import record_run
+
+    record_run(history_db, {"run_id": outcome.run_id, "suite": outcome.suite, "started_at": outcome.started_at,
+                            "finished_at": outcome.finished_at, "host": socket.gethostname(),
+                            "git_commit": harness_commit, "versions": outcome.versions,
+                            "out_dir": outcome.out_dir, "exit_code": outcome.exit_code}, outcome.results)
+    outcome.files["history"] = str(history_db)
 
 
 def _mkdir(p: Path) -> bool:
@@ -377,4 +451,4 @@ def check_references(suite: Suite) -> None:
 
 
 __all__ = ["run_suite", "SuiteOutcome", "check_references", "candidate_spec", "paired_spec", "job_reference",
-           "gate", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNRESOLVED"]
+           "gate", "resolve_backend_config", "EXIT_OK", "EXIT_REGRESSION", "EXIT_UNRESOLVED"]

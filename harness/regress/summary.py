@@ -53,41 +53,46 @@ def summary_markdown(outcome) -> str:
     if bad:
         lines += ["", "## Failures", ""]
         for r in bad:
-            j = r.job
-            lines.append(f"### {STATUS_MARK[r.status]} `{r.name}`")
-            lines.append("")
-            lines.append(f"- backend `{j['backend']}`, config `{j.get('config_path') or 'inline (see config.yaml)'}`, "
-                         f"config hash `{r.config_hash}`")
-            for m in r.messages:
-                lines.append(f"- {m}")
-            if r.reference:
-                rf = r.reference
-                spec = ", ".join(f"{k}={v}" for k, v in rf["spec"].items() if v is not None)
-                lines.append(f"- reference {_f(rf['accuracy'])} from {rf['source']} (spec {spec}); "
-                             f"sigma {rf['sigma']}, alpha {rf['alpha']}, beta {rf['beta']}")
-            if r.paired and r.paired.get("summary"):
-                lines.append("- paired comparison:")
-                lines += [f"  - {s}" for s in r.paired["summary"]]
-            if r.error:
-                lines.append(f"- error: `{r.error}`")
-            if r.triage and r.triage.get("primary"):
-                m = r.triage["matches"][0]
-                lines.append(f"- triage: **{m['title']}** - {m['root_cause']} Fix: {m['fix']}")
-            elif r.triage:
-                lines.append("- triage: no known pattern (run `python -m harness triage --reports "
-                             f"{_rel(r.result_dir, base)}`)")
-            if r.bisect_report:
-                lines.append(f"- bisect report: [{_rel(r.bisect_report, base)}]({_rel(r.bisect_report, base)})")
-            elif r.bisect_status:
-                lines.append(f"- bisect: {r.bisect_status}")
-            lines.append(f"- results: `{_rel(r.result_dir, base)}`")
-            lines.append("")
+            lines += _failure_lines(r, base)
     lines += ["", "## Versions", ""] + [f"- {k}: `{v}`" for k, v in sorted(outcome.versions.items())]
     st = outcome.runner_stats or {}
     if st:
         lines += ["", f"Evaluations: {st.get('evaluations_run', '?')} run, {st.get('hits', '?')} from cache, "
                       f"{st.get('unresolved', 0)} unresolved; wall {st.get('wall_seconds', '?')} s."]
     return "\n".join(lines) + "\n"
+
+
+def _failure_lines(r, base: Path) -> list[str]:
+    """The section of one failed or unresolved job: why, reference, paired comparison, triage, bisect."""
+    j = r.job
+    lines = [f"### {STATUS_MARK[r.status]} `{r.name}`", "",
+             f"- backend `{j['backend']}`, config `{j.get('config_path') or 'inline (see config.yaml)'}`, "
+             f"config hash `{r.config_hash}`"]
+    for m in r.messages:
+        lines.append(f"- {m}")
+    if r.reference:
+        rf = r.reference
+        spec = ", ".join(f"{k}={v}" for k, v in rf["spec"].items() if v is not None)
+        lines.append(f"- reference {_f(rf['accuracy'])} from {rf['source']} (spec {spec}); "
+                     f"sigma {rf['sigma']}, alpha {rf['alpha']}, beta {rf['beta']}")
+    if r.paired and r.paired.get("summary"):
+        lines.append("- paired comparison:")
+        lines += [f"  - {s}" for s in r.paired["summary"]]
+    if r.error:
+        lines.append(f"- error: `{r.error}`")
+    if r.triage and r.triage.get("primary"):
+        m = r.triage["matches"][0]
+        lines.append(f"- triage: **{m['title']}** - {m['root_cause']} Fix: {m['fix']}")
+    elif r.triage:
+        lines.append("- triage: no known pattern (run `python -m harness triage --reports "
+                     f"{_rel(r.result_dir, base)}`)")
+    if r.bisect_report:
+        lines.append(f"- bisect report: [{_rel(r.bisect_report, base)}]({_rel(r.bisect_report, base)})")
+    elif r.bisect_status:
+        lines.append(f"- bisect: {r.bisect_status}")
+    lines.append(f"- results: `{_rel(r.result_dir, base)}`")
+    lines.append("")
+    return lines
 
 
 def write_summary(outcome, out_dir: str | Path) -> dict:

@@ -4,13 +4,13 @@ Used by the ``hf`` backend and by the AD emulator on its transformed model.  The
 the transformers causal-LM call convention: ``model(input_ids=, attention_mask=, position_ids=,
 past_key_values=, use_cache=True)`` returning ``.logits`` and ``.past_key_values``.
 
-Engine behaviour reproduced (TensorRT-LLM sources, read through the search tools):
+Engine behaviour reproduced (NVIDIA/TensorRT-LLM sources):
 
 * Tokenization: ``tokenizer.encode(prompt, add_special_tokens=True)``; when
   ``truncate_prompt_tokens`` is set the call is
   ``tokenizer.encode(prompt, add_special_tokens=True, truncation=True, max_length=N)``
-  -- ``tensorrt_llm/inputs/registry.py`` ``DefaultInputProcessor.__call__`` and
-  ``tensorrt_llm/_torch/auto_deploy/llm.py`` ``ADInputProcessor``.  ``add_special_tokens`` is
+  -- ``tensorrt_llm/inputs/registry.py@3a5845e2`` ``DefaultInputProcessor.__call__`` and
+  ``tensorrt_llm/_torch/auto_deploy/llm.py@b35ac1b6`` ``ADInputProcessor``.  ``add_special_tokens`` is
   SamplingParams' default (True), so BOS is added when the tokenizer adds one and counts towards
   ``max_length``; the tokenizer's ``truncation_side`` (normally "right") decides which end is cut.
 * Greedy decoding (all sampling knobs None in SamplingParams = greedy).
@@ -33,6 +33,7 @@ raise: argmax of a NaN row still picks a token, the log-probabilities come out N
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 from harness.backends.base import Completion, SamplingSpec
 
@@ -111,6 +112,36 @@ def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text, False) if best < 0 else (text[:best], True)
 
 
+@dataclass
+class _Decoding:
+    """What every batch of one ``generate`` call decodes with."""
+    pad_id: int
+    eos_ids: set[int]
+    stops: list[str]
+    conts: list[str]  # answer continuations (" A", ...)
+    cont_ids: list[int]  # their first token after "Answer:"
+    k: int  # top_logprobs per position (0: none)
+    max_tokens: int
+    keep_kw: dict  # {"logits_to_keep": 1} when the model takes it
+    cache_kw: str  # name of the KV-cache argument / output
+
+
+def _decoding(model, tokenizer, sampling: SamplingSpec, pad_id: int) -> _Decoding:
+    conts = list(sampling.answer_continuations or [])
+    return _Decoding(
+        pad_id=pad_id,
+        eos_ids=set() if sampling.ignore_eos else _eos_ids(model, tokenizer),
+        stops=[s for s in (sampling.stop or []) if s],
+        conts=conts,
+        cont_ids=[continuation_token_id(tokenizer, c) for c in conts],
+        k=max(0, int(sampling.top_logprobs or 0)),
+        max_tokens=max(0, int(sampling.max_tokens)),
+        keep_kw={"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {},
+        # transformers >= 5.2x renamed the KV-cache argument/output ``past_key_values`` -> ``cache``
+        cache_kw="cache" if _accepts(model, "cache") else "past_key_values",
+    )
+
+
 def generate(model, tokenizer, prompts: list[str], sampling: SamplingSpec, device="cpu") -> list[Completion]:
     """Greedy completions for ``prompts`` (returned in input order). See the module docstring."""
     import torch
@@ -122,102 +153,115 @@ def generate(model, tokenizer, prompts: list[str], sampling: SamplingSpec, devic
     for ids in prompt_ids:  # an empty prompt still needs one position to predict from
         if not ids:
             ids.append(int(tokenizer.bos_token_id if tokenizer.bos_token_id is not None else pad_id))
-    eos_ids = set() if sampling.ignore_eos else _eos_ids(model, tokenizer)
-    stops = [s for s in (sampling.stop or []) if s]
-    conts = list(sampling.answer_continuations or [])
-    cont_ids = [continuation_token_id(tokenizer, c) for c in conts]
-    k = max(0, int(sampling.top_logprobs or 0))
-    max_tokens = max(0, int(sampling.max_tokens))
+    dec = _decoding(model, tokenizer, sampling, pad_id)
     bs = max(1, int(sampling.batch_size or 1))
-    keep_kw = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    # transformers >= 5.2x renamed the KV-cache argument/output ``past_key_values`` -> ``cache``
-    cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"
 
     order = sorted(range(len(prompts)), key=lambda i: -len(prompt_ids[i]))
     results: list[Completion | None] = [None] * len(prompts)
     with torch.inference_mode():
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
-            for i, comp in zip(idx, _generate_batch(
-                    model, tokenizer, [prompt_ids[i] for i in idx], device, pad_id, eos_ids, stops,
-                    conts, cont_ids, k, max_tokens, keep_kw, cache_kw)):
+            for i, comp in zip(idx, _generate_batch(model, tokenizer, [prompt_ids[i] for i in idx], device, dec)):
                 results[i] = comp
     return results  # type: ignore[return-value]
 
 
-def _generate_batch(model, tokenizer, batch_ids, device, pad_id, eos_ids, stops, conts, cont_ids, k,
-                    max_tokens, keep_kw, cache_kw) -> list[Completion]:
+@dataclass
+class _Rows:
+    """Per-row decoding state of one batch."""
+    gen: list[list[int]]  # generated token ids
+    tops: list[list[dict]]  # top-k log-probabilities per generated position
+    answer: list[dict | None]  # continuation log-probabilities at the first position
+    finish: list[str]
+    done: list[bool]
+    texts: list[str | None]  # text cut at a stop string (None: decode gen at the end)
+
+    @classmethod
+    def empty(cls, batch: int) -> "_Rows":
+        return cls([[] for _ in range(batch)], [[] for _ in range(batch)], [None] * batch, ["length"] * batch,
+                   [False] * batch, [None] * batch)
+
+
+def _generate_batch(model, tokenizer, batch_ids, device, dec: _Decoding) -> list[Completion]:
+    import torch
+
+    B = len(batch_ids)
+    input_ids, attn = _left_padded(batch_ids, dec.pad_id, device)
+    rows = _Rows.empty(B)
+    past = None
+    step_ids, step_pos = input_ids, (attn.cumsum(-1) - 1).clamp(min=0)
+    for step in range(dec.max_tokens):
+        out = model(input_ids=step_ids, attention_mask=attn, position_ids=step_pos,
+                    use_cache=True, **{dec.cache_kw: past}, **dec.keep_kw)
+        past = getattr(out, dec.cache_kw, None)
+        if past is None:
+            past = getattr(out, "past_key_values", None)
+        _take_step(rows, out.logits[:, -1, :].float(), step, tokenizer, dec)
+        if all(rows.done) or step == dec.max_tokens - 1:
+            break
+        feed = torch.tensor([g[-1] if not d else dec.pad_id for g, d in zip(rows.gen, rows.done)], dtype=torch.long)
+        step_ids = feed.to(device).unsqueeze(1)
+        step_pos = step_pos[:, -1:] + 1
+        attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=attn.device)], dim=1)
+    return _completions(rows, batch_ids, tokenizer, dec.k)
+
+
+def _left_padded(batch_ids, pad_id: int, device):
+    """(input_ids, attention_mask) of the batch, left-padded to its longest prompt."""
     import torch
 
     B = len(batch_ids)
     L = max(len(x) for x in batch_ids)
     input_ids = torch.full((B, L), pad_id, dtype=torch.long)
     attn = torch.zeros((B, L), dtype=torch.long)
-    for b, ids in enumerate(batch_ids):  # left padding
+    for b, ids in enumerate(batch_ids):
         input_ids[b, L - len(ids):] = torch.tensor(ids, dtype=torch.long)
         attn[b, L - len(ids):] = 1
-    input_ids, attn = input_ids.to(device), attn.to(device)
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    return input_ids.to(device), attn.to(device)
 
-    gen: list[list[int]] = [[] for _ in range(B)]
-    tops: list[list[dict]] = [[] for _ in range(B)]
-    answer: list[dict | None] = [None] * B
-    finish = ["length"] * B
-    done = [False] * B
-    texts: list[str | None] = [None] * B
 
-    past = None
-    step_ids, step_pos = input_ids, pos
-    for step in range(max_tokens):
-        out = model(input_ids=step_ids, attention_mask=attn, position_ids=step_pos,
-                    use_cache=True, **{cache_kw: past}, **keep_kw)
-        past = getattr(out, cache_kw, None)
-        if past is None:
-            past = getattr(out, "past_key_values", None)
-        logits = out.logits[:, -1, :].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        nxt = torch.argmax(logits, dim=-1)  # NaN rows: argmax still returns an index
-        if k:
-            top_v, top_i = torch.topk(logprobs, min(k, logprobs.shape[-1]), dim=-1)
-            top_v, top_i = top_v.tolist(), top_i.tolist()
-        if step == 0 and conts:
-            ans = logprobs[:, cont_ids].tolist()
-            for b in range(B):
-                answer[b] = {c: float(v) for c, v in zip(conts, ans[b])}
-        nxt_list = nxt.tolist()
-        for b in range(B):
-            if done[b]:
-                continue
-            tid = int(nxt_list[b])
-            gen[b].append(tid)
-            if k:
-                row = {}
-                for v, t in zip(top_v[b], top_i[b]):
-                    row.setdefault(token_key(tokenizer, t), float(v))
-                tops[b].append(row)
-            if tid in eos_ids:
-                done[b], finish[b] = True, "eos"
-                continue
-            if stops:
-                text, hit = _cut_at_stop(tokenizer.decode(gen[b], skip_special_tokens=True), stops)
-                if hit:
-                    done[b], finish[b], texts[b] = True, "stop", text
-        if all(done) or step == max_tokens - 1:
-            break
-        feed = torch.tensor([g[-1] if not d else pad_id for g, d in zip(gen, done)], dtype=torch.long)
-        step_ids = feed.to(device).unsqueeze(1)
-        step_pos = step_pos[:, -1:] + 1
-        attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=attn.device)], dim=1)
+def _take_step(rows: _Rows, logits, step: int, tokenizer, dec: _Decoding) -> None:
+    """Greedy next token of every unfinished row; top-k / answer log-probabilities; EOS and stop strings."""
+    import torch
 
+    logprobs = torch.log_softmax(logits, dim=-1)
+    nxt = torch.argmax(logits, dim=-1)  # NaN rows: argmax still returns an index
+    if dec.k:
+        top_v, top_i = torch.topk(logprobs, min(dec.k, logprobs.shape[-1]), dim=-1)
+        top_v, top_i = top_v.tolist(), top_i.tolist()
+    if step == 0 and dec.conts:
+        ans = logprobs[:, dec.cont_ids].tolist()
+        for b in range(len(rows.gen)):
+            rows.answer[b] = {c: float(v) for c, v in zip(dec.conts, ans[b])}
+    for b, tid in enumerate(nxt.tolist()):
+        if rows.done[b]:
+            continue
+        tid = int(tid)
+        rows.gen[b].append(tid)
+        if dec.k:
+            row = {}
+            for v, t in zip(top_v[b], top_i[b]):
+                row.setdefault(token_key(tokenizer, t), float(v))
+            rows.tops[b].append(row)
+        if tid in dec.eos_ids:
+            rows.done[b], rows.finish[b] = True, "eos"
+            continue
+        if dec.stops:
+            text, hit = _cut_at_stop(tokenizer.decode(rows.gen[b], skip_special_tokens=True), dec.stops)
+            if hit:
+                rows.done[b], rows.finish[b], rows.texts[b] = True, "stop", text
+
+
+def _completions(rows: _Rows, batch_ids, tokenizer, k: int) -> list[Completion]:
     comps = []
-    for b in range(B):
-        text = texts[b] if texts[b] is not None else tokenizer.decode(gen[b], skip_special_tokens=True)
+    for b in range(len(batch_ids)):
+        text = rows.texts[b] if rows.texts[b] is not None else tokenizer.decode(rows.gen[b], skip_special_tokens=True)
         comps.append(Completion(
             text=text,
-            token_ids=gen[b],
-            finish_reason=finish[b],
+            token_ids=rows.gen[b],
+            finish_reason=rows.finish[b],
             prompt_token_ids=list(batch_ids[b]),
-            top_logprobs=tops[b] if k else None,
-            answer_logprobs=answer[b],
+            top_logprobs=rows.tops[b] if k else None,
+            answer_logprobs=rows.answer[b],
         ))
     return comps
