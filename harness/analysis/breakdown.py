@@ -11,7 +11,7 @@ reference and candidate accuracy, the delta, discordant counts and McNemar's exa
 and one-sided "worse"). The per-subject p-values are *not* corrected for multiplicity; the table
 says how many subjects were tested, and the flags below rest on pooled tests.
 
-Flags (the Phase-5 table of the method; each with the numbers behind it):
+Flags (the Phase 5 table of docs/method.md; each with the numbers behind it):
 
 * ``uniform_drop`` - "all subjects uniformly ~N% below": the pooled paired drop is significant
   (McNemar one-sided), at least two thirds of the informative subjects moved down, and the
@@ -20,7 +20,8 @@ Flags (the Phase-5 table of the method; each with the numbers behind it):
 * ``near_chance`` - subjects whose candidate accuracy is within 10 points of chance (25% for
   4-choice) while the reference is clearly above chance and significantly better on that subject
   -> a systematic error (subject length, chunked prefill). Subjects near chance in *both* runs are
-  listed separately: they are hard for the model itself (the method: verify against PT).
+  listed separately: they may simply be hard for the model (docs/method.md, Phase 5: compare with
+  PT's score on that subject).
 * ``easy_right_hard_wrong`` - difficulty from the reference (harness.analysis.classify.easy_hard_split:
   subject accuracy, or the reference's own margin when no subject is "hard") -> near-decision-
   boundary sensitivity, a subtle numerical error.
@@ -125,38 +126,50 @@ def breakdown_tables(ref_records, cand_records, task_meta: dict | None = None, a
 
 
 def _flags(pairs, subj, is_mc, chance, alpha) -> dict:
+    """The Phase-5 flags, one function each (see the module docstring)."""
+    informative = subj[subj["ref_acc"] >= chance + INFORMATIVE_POINTS] if is_mc else subj
+    return {"uniform_drop": _uniform_drop_flag(pairs, informative, alpha),
+            "near_chance": _near_chance_flag(subj, is_mc, chance, alpha),
+            "easy_right_hard_wrong": _easy_right_hard_wrong_flag(pairs, alpha),
+            "length_correlated": _length_correlated_flag(pairs, subj, alpha)}
+
+
+def _loss_heterogeneity_p(pairs, informative) -> float | None:
+    """Chi-square p over informative subjects of (lost, kept) among the reference's right answers;
+    None when there are fewer than two subjects or no loss (or no keep) at all."""
     from scipy.stats import chi2_contingency
 
-    from harness.analysis.classify import easy_hard_split
+    informative_subjects = set(informative["subject"])
+    lost_kept_by_subject: dict[str, list[int]] = {}
+    for ref, cand in pairs:
+        subject = str(ref.get("subject"))
+        if subject in informative_subjects and ref.get("correct"):
+            lost_kept_by_subject.setdefault(subject, [0, 0])[0 if not cand.get("correct") else 1] += 1
+    table = [counts for counts in lost_kept_by_subject.values() if sum(counts) > 0]
+    if len(table) >= 2 and sum(counts[0] for counts in table) > 0 and sum(counts[1] for counts in table) > 0:
+        return float(chi2_contingency(table)[1])
+    return None
 
-    flags: dict = {}
-    informative = subj[subj["ref_acc"] >= chance + INFORMATIVE_POINTS] if is_mc else subj
-    cr = [bool(r.get("correct")) for r, _ in pairs]
-    cc = [bool(c.get("correct")) for _, c in pairs]
-    overall = stats.mcnemar_exact(*stats.discordant_counts(cr, cc))
 
-    # uniform drop
+def _uniform_drop_flag(pairs, informative, alpha) -> dict:
+    """A significant pooled drop, two thirds of the informative subjects down, homogeneous loss rates."""
+    overall = stats.mcnemar_exact(*stats.discordant_counts([bool(ref.get("correct")) for ref, _ in pairs],
+                                                           [bool(cand.get("correct")) for _, cand in pairs]))
     down = int((informative["delta"] < 0).sum())
     share_down = down / len(informative) if len(informative) else 0.0
-    het_p = None
-    by_subject_ref_right: dict[str, list[int]] = {}
-    inf_set = set(informative["subject"])
-    for r, c in pairs:
-        s = str(r.get("subject"))
-        if s in inf_set and r.get("correct"):
-            by_subject_ref_right.setdefault(s, [0, 0])[0 if not c.get("correct") else 1] += 1
-    table = [v for v in by_subject_ref_right.values() if sum(v) > 0]
-    if len(table) >= 2 and sum(v[0] for v in table) > 0 and sum(v[1] for v in table) > 0:
-        het_p = float(chi2_contingency(table)[1])
+    heterogeneity_p = _loss_heterogeneity_p(pairs, informative)
     uniform = overall.p_regressed < alpha and len(informative) >= 2 and share_down >= 2 / 3 and \
-        (het_p is None or het_p >= alpha)
-    flags["uniform_drop"] = {"flag": bool(uniform), "p_worse": overall.p_regressed,
-                             "informative_subjects": int(len(informative)), "subjects_down": down,
-                             "share_down": share_down, "heterogeneity_p": het_p,
-                             "mean_delta_informative": float(informative["delta"].mean()) if len(informative) else None,
-                             "implication": "uniform precision loss - suspect an FP8 kernel or the attention scale"}
+        (heterogeneity_p is None or heterogeneity_p >= alpha)
+    return {"flag": bool(uniform), "p_worse": overall.p_regressed,
+            "informative_subjects": int(len(informative)), "subjects_down": down,
+            "share_down": share_down, "heterogeneity_p": heterogeneity_p,
+            "mean_delta_informative": float(informative["delta"].mean()) if len(informative) else None,
+            "implication": "uniform precision loss - suspect an FP8 kernel or the attention scale"}
 
-    # near chance
+
+def _near_chance_flag(subj, is_mc, chance, alpha) -> dict:
+    """Subjects the candidate answers near chance while the reference knows them (and is
+    significantly better there); subjects near chance in both runs listed apart."""
     newly, both = [], []
     if is_mc:
         for _, row in subj.iterrows():
@@ -165,59 +178,75 @@ def _flags(pairs, subj, is_mc, chance, alpha) -> dict:
                     newly.append(row["subject"])
                 elif row["ref_acc"] <= chance + NEAR_CHANCE_POINTS:
                     both.append(row["subject"])
-    flags["near_chance"] = {"flag": bool(newly), "subjects": newly, "near_chance_in_both": both,
-                            "chance": chance, "band_points": NEAR_CHANCE_POINTS,
-                            "implication": "a systematic error on those subjects - suspect subject length or "
-                                           "chunked prefill; subjects near chance in both runs are hard for the "
-                                           "model itself (verify against PT per subject)"}
+    return {"flag": bool(newly), "subjects": newly, "near_chance_in_both": both,
+            "chance": chance, "band_points": NEAR_CHANCE_POINTS,
+            "implication": "a systematic error on those subjects - suspect subject length or "
+                           "chunked prefill; subjects near chance in both runs are hard for the "
+                           "model itself (verify against PT per subject)"}
 
-    # easy right / hard wrong
-    ehw = easy_hard_split([r for r, _ in pairs], [c for _, c in pairs], alpha=alpha)
-    if ehw:
-        ehw = {k: v for k, v in ehw.items() if k not in ("rows", "total")}
-    flags["easy_right_hard_wrong"] = {"flag": bool(ehw and ehw.get("matched")), **(ehw or {}),
-                                      "implication": "near-decision-boundary sensitivity - suspect a subtle "
-                                                     "numerical error"}
 
-    # prompt length: pooled, within subjects (percentile ranks), and across subjects
-    lost = [r.get("prompt_tokens") for r, c in pairs if r.get("correct") and not c.get("correct")]
-    kept = [r.get("prompt_tokens") for r, c in pairs if r.get("correct") and c.get("correct")]
-    lost = [x for x in lost if isinstance(x, (int, float))]
-    kept = [x for x in kept if isinstance(x, (int, float))]
-    p_len = stats.mann_whitney_greater(lost, kept) if len(lost) >= 3 and kept else None
-    p_within = None
-    if len(lost) >= 3 and kept:
-        from scipy.stats import rankdata
+def _easy_right_hard_wrong_flag(pairs, alpha) -> dict:
+    from harness.analysis.classify import easy_hard_split
 
-        by_s: dict[str, list] = {}
-        for r, c in pairs:
-            if r.get("correct") and isinstance(r.get("prompt_tokens"), (int, float)):
-                by_s.setdefault(str(r.get("subject")), []).append((r["prompt_tokens"], not c.get("correct")))
-        lr, kr = [], []
-        for items in by_s.values():
-            if len({t for t, _ in items}) < 2:  # no length variation within this subject
-                continue
-            pct = (rankdata([t for t, _ in items]) - 0.5) / len(items)  # mid-rank percentile: ties -> equal
-            for q, (_, was_lost) in zip(pct, items):
-                (lr if was_lost else kr).append(float(q))
-        if len(lr) >= 3 and kr:
-            p_within = stats.mann_whitney_greater(lr, kr)
-    rho = rho_p = None
+    split = easy_hard_split([ref for ref, _ in pairs], [cand for _, cand in pairs], alpha=alpha)
+    if split:
+        split = {k: v for k, v in split.items() if k not in ("rows", "total")}
+    return {"flag": bool(split and split.get("matched")), **(split or {}),
+            "implication": "near-decision-boundary sensitivity - suspect a subtle numerical error"}
+
+
+def _lost_longer_within_subject(pairs) -> float | None:
+    """One-sided Mann-Whitney p that, among the reference's right answers, the lost ones have longer
+    prompts than the kept ones *within their subject* (mid-rank percentile of the prompt length in
+    the subject; subjects without length variation are left out). None with too few losses."""
+    from scipy.stats import rankdata
+
+    lengths_by_subject: dict[str, list] = {}
+    for ref, cand in pairs:
+        if ref.get("correct") and isinstance(ref.get("prompt_tokens"), (int, float)):
+            lengths_by_subject.setdefault(str(ref.get("subject")), []).append(
+                (ref["prompt_tokens"], not cand.get("correct")))
+    lost_ranks, kept_ranks = [], []
+    for items in lengths_by_subject.values():
+        if len({tokens for tokens, _ in items}) < 2:  # no length variation within this subject
+            continue
+        percentiles = (rankdata([tokens for tokens, _ in items]) - 0.5) / len(items)  # ties -> equal
+        for percentile, (_, was_lost) in zip(percentiles, items):
+            (lost_ranks if was_lost else kept_ranks).append(float(percentile))
+    if len(lost_ranks) >= 3 and kept_ranks:
+        return stats.mann_whitney_greater(lost_ranks, kept_ranks)
+    return None
+
+
+def _length_vs_delta_spearman(subj) -> tuple[float | None, float | None]:
+    """Spearman (rho, p) of the subjects' mean prompt length against their delta (None, None when
+    there are fewer than four subjects, a missing length or no variation)."""
     if len(subj) >= 4 and subj["mean_prompt_tokens"].notna().all() and subj["mean_prompt_tokens"].nunique() > 1 \
             and subj["delta"].nunique() > 1:
         from scipy.stats import spearmanr
 
-        r_ = spearmanr(subj["mean_prompt_tokens"], subj["delta"])
-        if not math.isnan(r_.statistic):
-            rho, rho_p = float(r_.statistic), float(r_.pvalue)
+        result = spearmanr(subj["mean_prompt_tokens"], subj["delta"])
+        if not math.isnan(result.statistic):
+            return float(result.statistic), float(result.pvalue)
+    return None, None
+
+
+def _length_correlated_flag(pairs, subj, alpha) -> dict:
+    """Prompt length: pooled, within subjects (percentile ranks), and across subjects."""
+    lost = [ref.get("prompt_tokens") for ref, cand in pairs if ref.get("correct") and not cand.get("correct")]
+    kept = [ref.get("prompt_tokens") for ref, cand in pairs if ref.get("correct") and cand.get("correct")]
+    lost = [tokens for tokens in lost if isinstance(tokens, (int, float))]
+    kept = [tokens for tokens in kept if isinstance(tokens, (int, float))]
+    enough = len(lost) >= 3 and bool(kept)
+    p_pooled = stats.mann_whitney_greater(lost, kept) if enough else None
+    p_within = _lost_longer_within_subject(pairs) if enough else None
+    rho, rho_p = _length_vs_delta_spearman(subj)
     across = rho is not None and rho < 0 and rho_p < alpha
-    flags["length_correlated"] = {
-        "flag": bool((p_within is not None and p_within < alpha) or across), "p_lost_longer": p_len,
-        "p_lost_longer_within_subject": p_within, "lost": len(lost),
-        "lost_median_tokens": _median(lost), "kept_median_tokens": _median(kept),
-        "subject_length_vs_delta_spearman": rho, "subject_length_vs_delta_p": rho_p,
-        "implication": "errors correlate with prompt length - verify truncation behaviour and chunked prefill"}
-    return flags
+    return {"flag": bool((p_within is not None and p_within < alpha) or across), "p_lost_longer": p_pooled,
+            "p_lost_longer_within_subject": p_within, "lost": len(lost),
+            "lost_median_tokens": _median(lost), "kept_median_tokens": _median(kept),
+            "subject_length_vs_delta_spearman": rho, "subject_length_vs_delta_p": rho_p,
+            "implication": "errors correlate with prompt length - verify truncation behaviour and chunked prefill"}
 
 
 def _median(v):

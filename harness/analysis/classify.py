@@ -4,7 +4,8 @@
 record, what the output looks like and returns a ``Classification``: the primary label, every
 label that matched (``findings``) with evidence counts, example samples and the next step the
 method prescribes. The label vocabulary, thresholds, root causes and next steps are data in
-``configs/phase2_patterns.yaml`` (method Phase 2 table + debugging-checklist cases).
+``configs/phase2_patterns.yaml`` (the Phase 2 table of docs/method.md, plus rows from its
+"Checklist of common failures").
 
 What is measured (no guessing from a single output):
 
@@ -28,7 +29,8 @@ What is measured (no guessing from a single output):
 * truncated - generation tasks only: stopped on the length limit without an extractable answer
   (MMLU always stops at max_tokens 2 by design, so it is never labelled).
 * world_size_dependence - paired verdicts of every world size > 1 against world size 1.
-* accuracy_extreme - 0% or 100% (checklist §6: suspect the data, labels or parser).
+* accuracy_extreme - 0% or 100% (docs/method.md, "Checklist of common failures": suspect the data,
+  labels or parser).
 * easy_right_hard_wrong - difficulty from the reference: subjects split by the reference's
   per-subject accuracy (subjects at chance in the reference carry no information and are left
   out); when that split is not possible (e.g. every informative subject is easy), samples split
@@ -367,108 +369,200 @@ def _measure(recs: list[dict], is_mc: bool, is_gen: bool, cfg: dict, ref_by_id: 
     return out
 
 
-def classify(records, reference_records=None, world_size_runs: dict | None = None, task: str | None = None,
-             alpha: float = 0.05, patterns: str | None = None) -> Classification:
-    """Label a run's failure pattern (see the module docstring). ``records``: the run to classify;
-    ``reference_records``: the reference run (e.g. PT) on the same samples; ``world_size_runs``:
-    {world_size: records or EvalResult} of the same config at several world sizes; ``task``:
-    "mmlu" | "gsm8k" | None (inferred: multiple choice when every reference is a letter A-D)."""
-    cfg = load_patterns(patterns)
-    P = cfg["patterns"]
-    recs, status = _records_of(records)
+@dataclass
+class _Context:
+    """What every rule reads (the run, its reference, their measures) and writes (evidence, notes,
+    findings). ``measures`` / ``reference_measures`` are _measure's per-pattern record lists."""
+    patterns: dict  # the 'patterns' section of the table
+    order: list[str]  # the table's label order: the first matching label is the primary one
+    records: list[dict]
+    reference_records: list[dict]
+    is_mc: bool
+    is_gen: bool
+    accuracy: float  # points
+    alpha: float
+    world_size_runs: dict | None
+    measures: dict
+    reference_measures: dict | None
+    evidence: dict
+    notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    @property
+    def valid_answer_rate(self) -> float:
+        return len(self.measures["valid"]) / self.n
+
+    def fraction(self, key: str) -> float:
+        """Share of the run's records with measure ``key``."""
+        return len(self.measures[key]) / self.n if self.n else 0.0
+
+    def reference_fraction(self, key: str) -> float:
+        total = len(self.reference_records)
+        return len(self.reference_measures[key]) / total if total else 0.0
+
+    def reference_count(self, key: str) -> int | None:
+        return len(self.reference_measures[key]) if self.reference_measures else None
+
+    def excess_ok(self, key: str, label: str) -> bool:
+        """True unless the reference shows the pattern nearly as often (min_excess_over_reference)."""
+        if self.reference_measures is None or not self.reference_records:
+            return True
+        excess = self.fraction(key) - self.reference_fraction(key)
+        return excess >= self.patterns[label].get("min_excess_over_reference", 0.0)
+
+    def add(self, label: str, rows, total: int, **evidence) -> None:
+        """Record a matched label: ``rows`` are the matching records (examples) or just their count."""
+        pattern = self.patterns[label]
+        row_list = rows if isinstance(rows, list) else []
+        self.findings.append(Finding(label=label, title=pattern["title"],
+                                     count=len(rows) if isinstance(rows, list) else rows, total=total,
+                                     evidence=evidence, examples=[_example(r) for r in row_list[:MAX_EXAMPLES]],
+                                     root_cause=pattern.get("root_cause", ""),
+                                     next_step=pattern.get("next_step", ""), phase=str(pattern.get("phase", ""))))
+
+
+def _usable_records(records, reference_records) -> tuple[list[dict], list[dict]]:
+    """The run's records (an error when the run is unresolved or empty) and the reference's
+    (empty when it is unresolved)."""
+    records_list, status = _records_of(records)
     if status != "ok":
         raise HarnessError(f"cannot classify an {status} run (it produced no usable records); see its log "
                            f"tail with `python -m harness triage`")
-    if not recs:
+    if not records_list:
         raise HarnessError("the run has no records to classify; pass a run directory with samples.jsonl")
-    ref_recs, ref_status = _records_of(reference_records)
-    if reference_records is not None and ref_status != "ok":
-        ref_recs = []
-    is_mc = task == "mmlu" if task else all(str(r.get("reference") or "").strip() in LETTERS for r in recs)
-    max_len = max(len(r.get("token_ids") or []) for r in recs)
-    is_gen = (not is_mc) or (task not in (None, "mmlu") and max_len > 2)
-    n = len(recs)
-    acc = 100.0 * sum(bool(r.get("correct")) for r in recs) / n
-    ref_by_id = {str(r.get("id")): r for r in ref_recs} if ref_recs else None
-    m = _measure(recs, is_mc, is_gen, cfg, ref_by_id)
-    mref = _measure(ref_recs, is_mc, is_gen, cfg, None) if ref_recs else None
-    nref = len(ref_recs)
+    reference_list, reference_status = _records_of(reference_records)
+    if reference_records is not None and reference_status != "ok":
+        reference_list = []
+    return records_list, reference_list
 
-    def frac(key, mm=m, nn=n):
-        return len(mm[key]) / nn if nn else 0.0
 
+def _base_evidence(measures: dict, task: str | None, is_mc: bool, is_gen: bool, accuracy: float) -> dict:
+    """Every measure's count, matched or not (and the answer letters for multiple choice)."""
     evidence = {"task": task or ("multiple-choice" if is_mc else "generation"), "generation": is_gen,
-                "accuracy_points": acc, "valid_answers": len(m["valid"]), "empty": len(m["empty"]),
-                "meta_text": len(m["meta"]), "gibberish": len(m["gibberish"]), "nonfinite": len(m["nonfinite"]),
-                "nonfinite_first_position": len(m["nonfinite_first"]), "flat_first_position": len(m["flat"]),
-                "first_token_outside_reference_topk": len(m["not_in_ref_topk"]),
-                "reference_topk_checked": len(m["ref_topk_checked"]), "repetition_loops": len(m["loop"]),
-                "truncated": len(m["truncated"]), "parser_mismatch": len(m["parser_mismatch"])}
+                "accuracy_points": accuracy, "valid_answers": len(measures["valid"]), "empty": len(measures["empty"]),
+                "meta_text": len(measures["meta"]), "gibberish": len(measures["gibberish"]),
+                "nonfinite": len(measures["nonfinite"]), "nonfinite_first_position": len(measures["nonfinite_first"]),
+                "flat_first_position": len(measures["flat"]),
+                "first_token_outside_reference_topk": len(measures["not_in_ref_topk"]),
+                "reference_topk_checked": len(measures["ref_topk_checked"]),
+                "repetition_loops": len(measures["loop"]), "truncated": len(measures["truncated"]),
+                "parser_mismatch": len(measures["parser_mismatch"])}
     if is_mc:
-        letters = Counter(r.get("parsed") for r in m["valid"])
+        letters = Counter(r.get("parsed") for r in measures["valid"])
         evidence["answer_letters"] = dict(sorted(letters.items()))
-        evidence["top_letter_share"] = (letters.most_common(1)[0][1] / len(m["valid"])) if m["valid"] else None
-    notes = []
-    findings: list[Finding] = []
+        evidence["top_letter_share"] = (letters.most_common(1)[0][1] / len(measures["valid"])
+                                        if measures["valid"] else None)
+    return evidence
 
-    def add(label, rows, total, **ev):
-        p = P[label]
-        findings.append(Finding(label=label, title=p["title"], count=len(rows) if isinstance(rows, list) else rows,
-                                total=total, evidence=ev,
-                                examples=[_example(r) for r in (rows if isinstance(rows, list) else [])[:MAX_EXAMPLES]],
-                                root_cause=p.get("root_cause", ""), next_step=p.get("next_step", ""),
-                                phase=str(p.get("phase", ""))))
 
-    def excess_ok(key, label):
-        if mref is None or not nref:
-            return True
-        return frac(key) - frac(key, mref, nref) >= P[label].get("min_excess_over_reference", 0.0)
+def _build_context(records, reference_records, world_size_runs, task, alpha, patterns) -> _Context:
+    table = load_patterns(patterns)
+    run_records, reference_list = _usable_records(records, reference_records)
+    is_mc = task == "mmlu" if task else all(str(r.get("reference") or "").strip() in LETTERS for r in run_records)
+    longest_output = max(len(r.get("token_ids") or []) for r in run_records)
+    is_gen = (not is_mc) or (task not in (None, "mmlu") and longest_output > 2)
+    accuracy = 100.0 * sum(bool(r.get("correct")) for r in run_records) / len(run_records)
+    reference_by_id = {str(r.get("id")): r for r in reference_list} if reference_list else None
+    measures = _measure(run_records, is_mc, is_gen, table, reference_by_id)
+    reference_measures = _measure(reference_list, is_mc, is_gen, table, None) if reference_list else None
+    return _Context(patterns=table["patterns"], order=table["order"], records=run_records,
+                    reference_records=reference_list, is_mc=is_mc, is_gen=is_gen, accuracy=accuracy, alpha=alpha,
+                    world_size_runs=world_size_runs, measures=measures, reference_measures=reference_measures,
+                    evidence=_base_evidence(measures, task, is_mc, is_gen, accuracy))
 
-    # nonfinite
-    if len(m["nonfinite"]) >= P["nonfinite"].get("min_count", 1):
-        ref_nf = len(mref["nonfinite"]) if mref else None
-        add("nonfinite", m["nonfinite"], n, at_first_position=len(m["nonfinite_first"]), in_reference=ref_nf)
-    # empty / EOS
-    if frac("empty") >= P["empty_or_eos"]["min_fraction"] and excess_ok("empty", "empty_or_eos"):
-        add("empty_or_eos", m["empty"], n, in_reference=len(mref["empty"]) if mref else None)
-    # gibberish: in the text, or (multiple choice) letters that no longer depend on the question
-    rnd = _random_answers(ref_recs, recs, P["gibberish"], evidence) if (is_mc and ref_recs) else None
-    if rnd is not None:
-        evidence["random_answers"] = {k: v for k, v in rnd.items() if k != "rows"}
-    if frac("gibberish") >= P["gibberish"]["min_fraction"]:
-        add("gibberish", m["gibberish"], n, flat_first_position=len(m["flat"]),
-            outside_reference_topk=len(m["not_in_ref_topk"]),
-            median_word_likeness=_median([word_likeness(r.get("output") or "") for r in m["gibberish"]]))
-    elif rnd is not None and rnd["matched"]:
-        add("gibberish", rnd["rows"], rnd["known_n"], kind="random answers (multiple choice)",
-            **{k: v for k, v in rnd.items() if k not in ("rows", "matched", "known_n")})
-    # repetition loops
-    if is_gen and frac("loop") >= P["repetition_loop"]["min_fraction"] and excess_ok("loop", "repetition_loop"):
-        add("repetition_loop", m["loop"], n, in_reference=len(mref["loop"]) if mref else None)
-    # meta text
-    if frac("meta") >= P["meta_text"]["min_fraction"]:
-        add("meta_text", m["meta"], n)
-    # parser mismatch
-    wrong = n - sum(bool(r.get("correct")) for r in recs)
-    pm = P["parser_mismatch"]
-    if len(m["parser_mismatch"]) >= pm.get("min_count", 2) and wrong and \
-            len(m["parser_mismatch"]) / wrong >= pm.get("min_fraction_of_wrong", 0.05):
-        add("parser_mismatch", m["parser_mismatch"], wrong, of_wrong_answers=wrong)
-    # truncated (generation only)
-    if not is_gen:
-        notes.append("truncation not assessed: multiple-choice runs stop at max_tokens (2 for MMLU) by design")
-    elif frac("truncated") >= P["truncated"]["min_fraction"] and excess_ok("truncated", "truncated"):
-        add("truncated", m["truncated"], n, in_reference=len(mref["truncated"]) if mref else None)
-    # world size
-    if world_size_runs:
-        ws = _world_size_finding(world_size_runs, alpha, notes)
-        if ws is not None:
-            add("world_size_dependence", ws.pop("rows"), ws.pop("total"), **ws)
-    # accuracy 0 / 100
-    if n >= P["accuracy_extreme"].get("min_samples", 10) and acc in (0.0, 100.0):
-        add("accuracy_extreme", [r for r in recs][:MAX_EXAMPLES], n, accuracy_points=acc)
-        findings[-1].count = n
-    # reference-based accuracy patterns
+
+# -- one rule per label family of configs/phase2_patterns.yaml (in the order they are evaluated) --
+
+
+def _rule_nonfinite(context: _Context) -> None:
+    measures = context.measures
+    if len(measures["nonfinite"]) >= context.patterns["nonfinite"].get("min_count", 1):
+        context.add("nonfinite", measures["nonfinite"], context.n,
+                    at_first_position=len(measures["nonfinite_first"]),
+                    in_reference=context.reference_count("nonfinite"))
+
+
+def _rule_empty_or_eos(context: _Context) -> None:
+    if context.fraction("empty") >= context.patterns["empty_or_eos"]["min_fraction"] and \
+            context.excess_ok("empty", "empty_or_eos"):
+        context.add("empty_or_eos", context.measures["empty"], context.n, in_reference=context.reference_count("empty"))
+
+
+def _rule_gibberish(context: _Context) -> None:
+    """In the text, or (multiple choice) letters that no longer depend on the question."""
+    pattern, measures = context.patterns["gibberish"], context.measures
+    random_answers = (_random_answers(context.reference_records, context.records, pattern, context.evidence)
+                      if (context.is_mc and context.reference_records) else None)
+    if random_answers is not None:
+        context.evidence["random_answers"] = {k: v for k, v in random_answers.items() if k != "rows"}
+    if context.fraction("gibberish") >= pattern["min_fraction"]:
+        context.add("gibberish", measures["gibberish"], context.n, flat_first_position=len(measures["flat"]),
+                    outside_reference_topk=len(measures["not_in_ref_topk"]),
+                    median_word_likeness=_median([word_likeness(r.get("output") or "")
+                                                  for r in measures["gibberish"]]))
+    elif random_answers is not None and random_answers["matched"]:
+        context.add("gibberish", random_answers["rows"], random_answers["known_n"],
+                    kind="random answers (multiple choice)",
+                    **{k: v for k, v in random_answers.items() if k not in ("rows", "matched", "known_n")})
+
+
+def _rule_repetition_loop(context: _Context) -> None:
+    if context.is_gen and context.fraction("loop") >= context.patterns["repetition_loop"]["min_fraction"] and \
+            context.excess_ok("loop", "repetition_loop"):
+        context.add("repetition_loop", context.measures["loop"], context.n,
+                    in_reference=context.reference_count("loop"))
+
+
+def _rule_meta_text(context: _Context) -> None:
+    if context.fraction("meta") >= context.patterns["meta_text"]["min_fraction"]:
+        context.add("meta_text", context.measures["meta"], context.n)
+
+
+def _rule_parser_mismatch(context: _Context) -> None:
+    mismatched = context.measures["parser_mismatch"]
+    wrong = context.n - sum(bool(r.get("correct")) for r in context.records)
+    pattern = context.patterns["parser_mismatch"]
+    if len(mismatched) >= pattern.get("min_count", 2) and wrong and \
+            len(mismatched) / wrong >= pattern.get("min_fraction_of_wrong", 0.05):
+        context.add("parser_mismatch", mismatched, wrong, of_wrong_answers=wrong)
+
+
+def _rule_truncated(context: _Context) -> None:
+    """Generation tasks only."""
+    if not context.is_gen:
+        context.notes.append("truncation not assessed: multiple-choice runs stop at max_tokens (2 for MMLU) by design")
+    elif context.fraction("truncated") >= context.patterns["truncated"]["min_fraction"] and \
+            context.excess_ok("truncated", "truncated"):
+        context.add("truncated", context.measures["truncated"], context.n,
+                    in_reference=context.reference_count("truncated"))
+
+
+def _rule_world_size_dependence(context: _Context) -> None:
+    if context.world_size_runs:
+        finding = _world_size_finding(context.world_size_runs, context.alpha, context.notes)
+        if finding is not None:
+            context.add("world_size_dependence", finding.pop("rows"), finding.pop("total"), **finding)
+
+
+def _rule_accuracy_extreme(context: _Context) -> None:
+    """0% or 100%: the count is every sample, the examples the first few."""
+    if context.n >= context.patterns["accuracy_extreme"].get("min_samples", 10) and context.accuracy in (0.0, 100.0):
+        context.add("accuracy_extreme", context.records[:MAX_EXAMPLES], context.n, accuracy_points=context.accuracy)
+        context.findings[-1].count = context.n
+
+
+# rules that need only the run (and the reference's own measures), in evaluation order
+_OUTPUT_RULES = (_rule_nonfinite, _rule_empty_or_eos, _rule_gibberish, _rule_repetition_loop, _rule_meta_text,
+                 _rule_parser_mismatch, _rule_truncated, _rule_world_size_dependence, _rule_accuracy_extreme)
+
+
+def _compare_with_reference(ref_recs, recs, alpha, evidence: dict, notes: list):
+    """The paired verdict against the reference (None without one, or when it is not comparable);
+    its numbers go into ``evidence``."""
     cmp_ = None
     if ref_recs:
         from harness.comparison.verdict import VerdictOptions, compare_runs
@@ -487,51 +581,95 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
                 notes.append(f"log-probs differ from the reference beyond tolerance ({t.get('k')}/{t.get('n')} "
                              f"samples, verdict {cmp_.verdict}) without a clear direction at this n; rerun with "
                              f"more samples before concluding there is no pattern")
-    parse_rate = len(m["valid"]) / n
-    evidence["valid_answer_rate"] = parse_rate
-    ehw = easy_hard_split(ref_recs, recs, P["easy_right_hard_wrong"], alpha, notes) if cmp_ is not None else None
-    if ehw is not None:
-        evidence["easy_hard"] = {k: v for k, v in ehw.items() if k != "rows"}
-        if ehw["matched"]:
-            add("easy_right_hard_wrong", ehw["rows"], ehw["total"],
-                **{k: v for k, v in ehw.items() if k not in ("rows", "total", "matched")})
-    cw = P["coherent_wrong"]
-    if parse_rate >= cw["parse_min"]:
-        if cmp_ is not None:
-            acc_drop = cmp_.mcnemar["p_regressed"] < alpha and -cmp_.accuracy["diff_points"] >= cw["min_effect_points"]
-            if acc_drop or cmp_.verdict == "regressed":
-                lost = [c for r, c in _pairs(ref_recs, recs) if r.get("correct") and not c.get("correct")]
-                if not lost:  # a log-prob regression without flips: show the samples that moved most
-                    moved = {f["id"] for f in cmp_.flips}
-                    lost = [c for c in recs if c.get("id") in moved]
-                add("coherent_wrong", lost, n, accuracy_points=acc, reference_points=cmp_.accuracy["ref_points"],
-                    losses=cmp_.mcnemar["b"], gains=cmp_.mcnemar["c"], p_worse=cmp_.mcnemar["p_regressed"],
-                    verdict=cmp_.verdict, evidence=", ".join(cmp_.evidence) or "accuracy",
-                    right_answer_prob_change_points=_pts(cmp_.logprob.get("delta_gold_prob_mean")),
-                    kl_exceed_rate=cmp_.logprob_test.get("rate"), top_letter_share=evidence.get("top_letter_share"))
-        elif is_mc and acc <= 25.0 + cw["chance_margin_points"]:
-            wrong_rows = [r for r in recs if not r.get("correct")]
-            add("coherent_wrong", wrong_rows, n, accuracy_points=acc, chance_points=25.0,
-                top_letter_share=evidence.get("top_letter_share"))
-            notes.append("no reference given: coherent_wrong judged against chance (25%), not against a reference run")
-    order = {k: i for i, k in enumerate(cfg["order"])}
-    findings.sort(key=lambda f: order.get(f.label, len(order)))
-    if not findings:
-        add("no_pattern", [], n)
-    prim = findings[0]
-    return Classification(label=prim.label, title=prim.title, next_step=prim.next_step, root_cause=prim.root_cause,
-                          phase=prim.phase, n=n, accuracy=acc, evidence=evidence, findings=findings,
-                          examples=prim.examples, notes=notes)
+    return cmp_
+
+
+def _rule_easy_right_hard_wrong(context: _Context, comparison) -> None:
+    """Only with a comparable reference (see easy_hard_split)."""
+    if comparison is None:
+        return
+    split = easy_hard_split(context.reference_records, context.records, context.patterns["easy_right_hard_wrong"],
+                            context.alpha, context.notes)
+    if split is None:
+        return
+    context.evidence["easy_hard"] = {k: v for k, v in split.items() if k != "rows"}
+    if split["matched"]:
+        context.add("easy_right_hard_wrong", split["rows"], split["total"],
+                    **{k: v for k, v in split.items() if k not in ("rows", "total", "matched")})
+
+
+def _rule_coherent_wrong(context: _Context, comparison) -> None:
+    """Valid answers, but significantly worse than the reference (accuracy or the paired verdict);
+    without a reference, near chance."""
+    pattern = context.patterns["coherent_wrong"]
+    if context.valid_answer_rate < pattern["parse_min"]:
+        return
+    if comparison is not None:
+        accuracy_drop = comparison.mcnemar["p_regressed"] < context.alpha and \
+            -comparison.accuracy["diff_points"] >= pattern["min_effect_points"]
+        if accuracy_drop or comparison.verdict == "regressed":
+            context.add("coherent_wrong", _lost_records(context, comparison), context.n,
+                        accuracy_points=context.accuracy, reference_points=comparison.accuracy["ref_points"],
+                        losses=comparison.mcnemar["b"], gains=comparison.mcnemar["c"],
+                        p_worse=comparison.mcnemar["p_regressed"], verdict=comparison.verdict,
+                        evidence=", ".join(comparison.evidence) or "accuracy",
+                        right_answer_prob_change_points=_pts(comparison.logprob.get("delta_gold_prob_mean")),
+                        kl_exceed_rate=comparison.logprob_test.get("rate"),
+                        top_letter_share=context.evidence.get("top_letter_share"))
+    elif context.is_mc and context.accuracy <= 25.0 + pattern["chance_margin_points"]:
+        wrong_rows = [r for r in context.records if not r.get("correct")]
+        context.add("coherent_wrong", wrong_rows, context.n, accuracy_points=context.accuracy, chance_points=25.0,
+                    top_letter_share=context.evidence.get("top_letter_share"))
+        context.notes.append("no reference given: coherent_wrong judged against chance (25%), not against a "
+                             "reference run")
+
+
+def _lost_records(context: _Context, comparison) -> list[dict]:
+    """The candidate's records the reference got right and it got wrong; for a log-prob regression
+    without flips, the samples that moved most."""
+    lost = [cand for ref, cand in _pairs(context.reference_records, context.records)
+            if ref.get("correct") and not cand.get("correct")]
+    if not lost:
+        moved = {flip["id"] for flip in comparison.flips}
+        lost = [cand for cand in context.records if cand.get("id") in moved]
+    return lost
+
+
+def _result(context: _Context) -> Classification:
+    """Findings sorted by the table's order (primary first); no_pattern when nothing matched."""
+    rank = {label: i for i, label in enumerate(context.order)}
+    context.findings.sort(key=lambda finding: rank.get(finding.label, len(rank)))
+    if not context.findings:
+        context.add("no_pattern", [], context.n)
+    primary = context.findings[0]
+    return Classification(label=primary.label, title=primary.title, next_step=primary.next_step,
+                          root_cause=primary.root_cause, phase=primary.phase, n=context.n,
+                          accuracy=context.accuracy, evidence=context.evidence, findings=context.findings,
+                          examples=primary.examples, notes=context.notes)
+
+
+def classify(records, reference_records=None, world_size_runs: dict | None = None, task: str | None = None,
+             alpha: float = 0.05, patterns: str | None = None) -> Classification:
+    """Label a run's failure pattern (see the module docstring). ``records``: the run to classify;
+    ``reference_records``: the reference run (e.g. PT) on the same samples; ``world_size_runs``:
+    {world_size: records or EvalResult} of the same config at several world sizes; ``task``:
+    "mmlu" | "gsm8k" | None (inferred: multiple choice when every reference is a letter A-D)."""
+    context = _build_context(records, reference_records, world_size_runs, task, alpha, patterns)
+    for rule in _OUTPUT_RULES:
+        rule(context)
+    comparison = _compare_with_reference(context.reference_records, context.records, alpha, context.evidence,
+                                         context.notes)
+    context.evidence["valid_answer_rate"] = context.valid_answer_rate
+    _rule_easy_right_hard_wrong(context, comparison)
+    _rule_coherent_wrong(context, comparison)
+    return _result(context)
 
 
 def _random_answers(ref_recs, recs, p: dict, evidence: dict) -> dict | None:
     """Multiple choice: on subjects the reference knows (accuracy >= random_known_min), are the
     candidate's letters at chance *and* spread over the letters (not one constant letter, which is
     'consistently wrong')? Then the answers no longer depend on the question: random tokens."""
-    pairs = _pairs(ref_recs, recs)
-    by_subj: dict[str, list] = {}
-    for r, c in pairs:
-        by_subj.setdefault(str(r.get("subject")), []).append((r, c))
+    by_subj = _by_subject(_pairs(ref_recs, recs))
     known_min = p.get("random_known_min", 0.9)
     known = [x for v in by_subj.values() if sum(bool(r.get("correct")) for r, _ in v) / len(v) >= known_min for x in v]
     if len(known) < p.get("random_min_samples", 10):
@@ -565,79 +703,102 @@ def _pairs(ref_recs, recs):
     return pair_records(ref_recs, recs).pairs
 
 
+def _by_subject(pairs) -> dict[str, list]:
+    """Paired (reference, candidate) records grouped by the reference's subject."""
+    by_subject: dict[str, list] = {}
+    for ref, cand in pairs:
+        by_subject.setdefault(str(ref.get("subject")), []).append((ref, cand))
+    return by_subject
+
+
+def _net_loss(pairs) -> tuple[int, int, float]:
+    """(losses, gains, net drop in points) of the candidate against the reference."""
+    losses = sum(1 for ref, cand in pairs if ref.get("correct") and not cand.get("correct"))
+    gains = sum(1 for ref, cand in pairs if cand.get("correct") and not ref.get("correct"))
+    drop = 100.0 * (losses - gains) / len(pairs) if pairs else 0.0
+    return losses, gains, drop
+
+
+def _lost_in(pairs) -> list[dict]:
+    return [cand for ref, cand in pairs if ref.get("correct") and not cand.get("correct")]
+
+
+def _subject_split(by_subject: dict, easy: list, hard: list, pattern: dict, alpha: float, out: dict) -> dict:
+    """Easy subjects against hard ones: a significant loss on the hard subjects, margin_points more
+    than on the easy ones, which stay within easy_tolerance_points."""
+    from harness.comparison import stats
+
+    easy_pairs = [pair for subject in easy for pair in by_subject[subject]]
+    hard_pairs = [pair for subject in hard for pair in by_subject[subject]]
+    _, _, easy_drop = _net_loss(easy_pairs)
+    hard_losses, hard_gains, hard_drop = _net_loss(hard_pairs)
+    p_worse = stats.mcnemar_exact(hard_losses, hard_gains).p_regressed
+    out.update(split="subject", easy_drop_points=easy_drop, hard_drop_points=hard_drop, hard_p_worse=p_worse,
+               easy_n=len(easy_pairs), hard_n=len(hard_pairs))
+    out["matched"] = p_worse < alpha and hard_drop - easy_drop >= pattern.get("margin_points", 5.0) and \
+        easy_drop <= pattern.get("easy_tolerance_points", 5.0)
+    out["rows"] = _lost_in(hard_pairs)
+    out["total"] = len(hard_pairs)
+    return out
+
+
+def _margin_split(pairs, pattern: dict, alpha: float, out: dict, notes: list, easy_min: float) -> dict | None:
+    """All samples split at the median of the reference's own confidence (its top1-top2 letter
+    margin): a net loss concentrated on the samples the reference was unsure of. Noise that flips
+    near ties both ways (bf16 rounding) has no net loss and is not flagged."""
+    from harness.comparison import stats
+    from harness.comparison.logprobs import sample_divergence
+
+    scored = []
+    for ref, cand in pairs:
+        margin = sample_divergence(ref, cand).ref_margin
+        if margin is not None and math.isfinite(margin):
+            scored.append((margin, ref, cand))
+    if len(scored) < 20:
+        notes.append("easy/hard split not possible: the reference has no subjects on both sides of "
+                     f"{easy_min:.0f}% and too few log-prob margins for a per-sample split")
+        return None
+    scored.sort(key=lambda item: item[0])
+    half = len(scored) // 2
+    low = [(ref, cand) for _, ref, cand in scored[:half]]
+    high = [(ref, cand) for _, ref, cand in scored[half:]]
+    low_losses, low_gains, low_drop = _net_loss(low)
+    high_losses, high_gains, high_drop = _net_loss(high)
+    p_worse = stats.mcnemar_exact(low_losses, low_gains).p_regressed
+    out.update(split="sample (reference margin)", margin_median=scored[half][0], low_margin_n=len(low),
+               high_margin_n=len(high), low_margin_drop_points=low_drop, high_margin_drop_points=high_drop,
+               low_margin_losses=low_losses, low_margin_gains=low_gains, high_margin_losses=high_losses,
+               high_margin_gains=high_gains, low_margin_p_worse=p_worse)
+    out["matched"] = p_worse < alpha and low_drop - high_drop >= pattern.get("margin_points", 5.0) and \
+        high_drop <= pattern.get("easy_tolerance_points", 5.0)
+    out["rows"] = _lost_in(low)
+    out["total"] = len(low)
+    return out
+
+
 def easy_hard_split(ref_recs, recs, p: dict | None = None, alpha: float = 0.05, notes: list | None = None) -> dict | None:
     """Where the losses fall by difficulty: subjects split by the reference's per-subject accuracy;
     when no subject falls on each side, samples split by the reference's own top1-top2 margin.
     Returns the numbers and ``matched`` (the easy-right/hard-wrong pattern), or None without pairs."""
-    from harness.comparison import stats
-
-    p = p if p is not None else load_patterns()["patterns"]["easy_right_hard_wrong"]
+    pattern = p if p is not None else load_patterns()["patterns"]["easy_right_hard_wrong"]
     notes = notes if notes is not None else []
-    from harness.comparison.logprobs import sample_divergence
-
     pairs = _pairs(ref_recs, recs)
     if not pairs:
         return None
-    by_subj: dict[str, list] = {}
-    for r, c in pairs:
-        by_subj.setdefault(str(r.get("subject")), []).append((r, c))
+    by_subject = _by_subject(pairs)
     chance = 25.0
-    easy_min = 100.0 * p.get("easy_min", 0.8)
-    subj_acc = {s: 100.0 * sum(bool(r.get("correct")) for r, _ in v) / len(v) for s, v in by_subj.items()}
-    informative = {s for s, a in subj_acc.items() if a >= chance + 15.0}
-    easy = sorted(s for s in informative if subj_acc[s] >= easy_min)
-    hard = sorted(s for s in informative if subj_acc[s] < easy_min)
-    at_chance = sorted(set(subj_acc) - informative)
-
-    def group(pp):
-        b = sum(1 for r, c in pp if r.get("correct") and not c.get("correct"))
-        cc = sum(1 for r, c in pp if c.get("correct") and not r.get("correct"))
-        drop = 100.0 * (b - cc) / len(pp) if pp else 0.0
-        return b, cc, drop
-
-    out = {"split": None, "easy_subjects": easy, "hard_subjects": hard, "at_chance_in_reference": at_chance,
-           "matched": False}
+    easy_min = 100.0 * pattern.get("easy_min", 0.8)
+    subject_accuracy = {subject: 100.0 * sum(bool(ref.get("correct")) for ref, _ in subject_pairs) / len(subject_pairs)
+                        for subject, subject_pairs in by_subject.items()}
+    # subjects at chance in the reference carry no information about a fault
+    informative = {subject for subject, accuracy in subject_accuracy.items() if accuracy >= chance + 15.0}
+    easy = sorted(subject for subject in informative if subject_accuracy[subject] >= easy_min)
+    hard = sorted(subject for subject in informative if subject_accuracy[subject] < easy_min)
+    out = {"split": None, "easy_subjects": easy, "hard_subjects": hard,
+           "at_chance_in_reference": sorted(set(subject_accuracy) - informative), "matched": False}
     if easy and hard:
-        pe = [x for s in easy for x in by_subj[s]]
-        ph = [x for s in hard for x in by_subj[s]]
-        be, ce, de = group(pe)
-        bh, ch, dh = group(ph)
-        pw = stats.mcnemar_exact(bh, ch).p_regressed
-        out.update(split="subject", easy_drop_points=de, hard_drop_points=dh, hard_p_worse=pw,
-                   easy_n=len(pe), hard_n=len(ph))
-        out["matched"] = pw < alpha and dh - de >= p.get("margin_points", 5.0) and \
-            de <= p.get("easy_tolerance_points", 5.0)
-        out["rows"] = [c for r, c in ph if r.get("correct") and not c.get("correct")]
-        out["total"] = len(ph)
-        return out
-    # sample level: the reference's own confidence (top1-top2 letter margin), all samples
-    scored = []
-    for r, c in pairs:
-        d = sample_divergence(r, c)
-        if d.ref_margin is not None and math.isfinite(d.ref_margin):
-            scored.append((d.ref_margin, r, c))
-    if len(scored) < 20:
-        if not (easy and hard):
-            notes.append("easy/hard split not possible: the reference has no subjects on both sides of "
-                         f"{easy_min:.0f}% and too few log-prob margins for a per-sample split")
-        return None
-    scored.sort(key=lambda t: t[0])
-    half = len(scored) // 2
-    low, high = [(r, c) for _, r, c in scored[:half]], [(r, c) for _, r, c in scored[half:]]
-    bl, cl, dl = group(low)
-    bh, ch, dh = group(high)
-    pw = stats.mcnemar_exact(bl, cl).p_regressed
-    out.update(split="sample (reference margin)", margin_median=scored[half][0], low_margin_n=len(low),
-               high_margin_n=len(high), low_margin_drop_points=dl, high_margin_drop_points=dh,
-               low_margin_losses=bl, low_margin_gains=cl, high_margin_losses=bh, high_margin_gains=ch,
-               low_margin_p_worse=pw)
-    # a net loss concentrated on the samples the reference was unsure of; noise that flips near
-    # ties both ways (bf16 rounding) has no net loss and is not flagged
-    out["matched"] = pw < alpha and dl - dh >= p.get("margin_points", 5.0) and \
-        dh <= p.get("easy_tolerance_points", 5.0)
-    out["rows"] = [c for r, c in low if r.get("correct") and not c.get("correct")]
-    out["total"] = len(low)
-    return out
+        return _subject_split(by_subject, easy, hard, pattern, alpha, out)
+    return _margin_split(pairs, pattern, alpha, out, notes, easy_min)
 
 
 def _world_size_finding(world_size_runs: dict, alpha: float, notes: list) -> dict | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass
 
 COLORS = {"regressed": "#c0392b", "same": "#27ae60", "improved": "#2980b9", "inconclusive": "#e67e22",
           "unresolved": "#7f8c8d", None: "#34495e"}
@@ -42,69 +43,140 @@ def subject_plot(rows: list[dict], labels: tuple[str, str]) -> str | None:
     return _png(fig)
 
 
+@dataclass(frozen=True)
+class _TrailFrame:
+    """The chart's geometry: canvas size, plot margins, the x range (trail steps) and the y range (scores)."""
+    width: int
+    height: int
+    steps: int
+    low: float
+    high: float
+    left: int = 48
+    right: int = 16
+    top: int = 22
+    bottom: int = 40
+
+    @property
+    def plot_width(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_height(self) -> int:
+        return self.height - self.top - self.bottom
+
+    def x(self, index) -> float:
+        return self.left + self.plot_width * ((index - 0.5) / max(self.steps, 1))
+
+    def y(self, score) -> float:
+        return self.top + self.plot_height * (1 - (score - self.low) / (self.high - self.low))
+
+
+def _trail_frame(trail: list[dict], scored: list[dict], ref_score) -> _TrailFrame:
+    """Scores padded by 5 points (clipped to 0-100 when they fit), at least 1 point high."""
+    reference = [ref_score] if ref_score is not None else []
+    low = min([step["score"] for step in scored] + reference)
+    high = max([step["score"] for step in scored] + reference)
+    low, high = max(0.0, low - 5), min(100.0, high + 5) if high <= 100 else high + 5
+    if high - low < 1:
+        high = low + 1
+    return _TrailFrame(width=max(520, 34 * len(trail) + 90), height=260,
+                       steps=max(step["index"] for step in trail), low=low, high=high)
+
+
+def _svg_grid(frame: _TrailFrame) -> list[str]:
+    """The plot area and five horizontal score lines with their labels."""
+    out = [f"<rect x='{frame.left}' y='{frame.top}' width='{frame.plot_width}' height='{frame.plot_height}' "
+           f"fill='#fafafa' stroke='#ddd'/>"]
+    for k in range(5):
+        value = frame.low + (frame.high - frame.low) * k / 4
+        y = frame.y(value)
+        out.append(f"<text x='{frame.left - 6}' y='{y + 3:.1f}' text-anchor='end' fill='#555'>{value:.0f}</text>")
+        out.append(f"<line x1='{frame.left}' x2='{frame.width - frame.right}' y1='{y:.1f}' y2='{y:.1f}' "
+                   f"stroke='#eee'/>")
+    return out
+
+
+def _svg_phase_marks(frame: _TrailFrame, trail: list[dict]) -> list[str]:
+    """A dashed vertical line and the phase name where each phase starts."""
+    out, last_phase = [], None
+    for step in trail:
+        if step["phase"] != last_phase:
+            x = frame.x(step["index"]) - frame.plot_width / max(frame.steps, 1) / 2
+            out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{frame.top}' y2='{frame.height - frame.bottom}' "
+                       f"stroke='#ccc' stroke-dasharray='2,2'/>")
+            phase = html.escape(str(step["phase"]))
+            out.append(f"<text x='{x + 2:.1f}' y='{frame.top - 6}' fill='#555'>{phase}</text>")
+            last_phase = step["phase"]
+    return out
+
+
+def _svg_reference_line(frame: _TrailFrame, ref_score) -> list[str]:
+    """The reference run's score as a dashed line, labelled at the right."""
+    if ref_score is None:
+        return []
+    y = frame.y(ref_score)
+    return [f"<line x1='{frame.left}' x2='{frame.width - frame.right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#7f8c8d' "
+            f"stroke-dasharray='6,3'/><text x='{frame.width - frame.right - 4}' y='{y - 4:.1f}' text-anchor='end' "
+            f"fill='#7f8c8d'>reference {ref_score:.1f}</text>"]
+
+
+def _svg_points(frame: _TrailFrame, scored: list[dict]) -> list[str]:
+    """The line through the scores, then one marker per evaluation: a square for a reference-backend
+    run, a circle otherwise, coloured by the paired verdict, with a tooltip."""
+    path = " ".join(f"{frame.x(step['index']):.1f},{frame.y(step['score']):.1f}" for step in scored)
+    out = [f"<polyline points='{path}' fill='none' stroke='#ccc'/>"]
+    for step in scored:
+        colour = COLORS.get(step.get("verdict"), COLORS[None])
+        tip = html.escape(f"#{step['index']} {step['phase']}: {step['purpose']} -> "
+                          f"{step.get('verdict') or 'reference'} ({step['score']:.1f})")
+        x, y = frame.x(step["index"]), frame.y(step["score"])
+        if step.get("diff_base") == "reference":
+            out.append(f"<rect x='{x - 5:.1f}' y='{y - 5:.1f}' width='10' height='10' "
+                       f"fill='{colour}'><title>{tip}</title></rect>")
+        else:
+            out.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='5.5' fill='{colour}'><title>{tip}</title></circle>")
+    return out
+
+
+def _svg_x_axis(frame: _TrailFrame, trail: list[dict]) -> list[str]:
+    """The trail step numbers under the plot and the x-axis title."""
+    out = [f"<text x='{frame.x(step['index']):.1f}' y='{frame.height - frame.bottom + 14}' text-anchor='middle' "
+           f"fill='#555'>{step['index']}</text>" for step in trail]
+    out.append(f"<text x='{(frame.left + frame.width - frame.right) / 2:.0f}' y='{frame.height - 8}' "
+               "text-anchor='middle' fill='#333'>"
+               "evaluation (trail step); colour = paired verdict vs the reference</text>")
+    return out
+
+
+def _svg_legend(frame: _TrailFrame) -> list[str]:
+    """One coloured dot per verdict along the top of the plot."""
+    out, legend_x = [], frame.left + 4
+    for verdict in ("regressed", "same", "improved", "inconclusive", "unresolved"):
+        out.append(f"<circle cx='{legend_x + 4}' cy='{frame.top + 10}' r='4' fill='{COLORS[verdict]}'/>"
+                   f"<text x='{legend_x + 11}' y='{frame.top + 13}' fill='#333'>{verdict}</text>")
+        legend_x += 12 + 6.5 * len(verdict)
+    return out
+
+
+def _svg_y_axis_title(frame: _TrailFrame) -> list[str]:
+    middle = (frame.top + frame.height - frame.bottom) / 2
+    return [f"<text x='14' y='{middle:.0f}' transform='rotate(-90 14 {middle:.0f})' "
+            "text-anchor='middle' fill='#333'>score</text>"]
+
+
 def trail_svg(trail: list[dict], ref_score) -> str | None:
     """The bisection trail as an inline SVG chart: one point per evaluation (score), coloured by its
     paired verdict, squares for reference-backend runs, the reference score dashed, phases marked."""
-    pts = [t for t in trail if t.get("score") is not None]
-    if not pts:
+    scored = [step for step in trail if step.get("score") is not None]
+    if not scored:
         return None
-    W, H, L, R, T, B = max(520, 34 * len(trail) + 90), 260, 48, 16, 22, 40
-    n = max(t["index"] for t in trail)
-    lo = min([t["score"] for t in pts] + ([ref_score] if ref_score is not None else []))
-    hi = max([t["score"] for t in pts] + ([ref_score] if ref_score is not None else []))
-    lo, hi = max(0.0, lo - 5), min(100.0, hi + 5) if hi <= 100 else hi + 5
-    if hi - lo < 1:
-        hi = lo + 1
-
-    def x(i):
-        return L + (W - L - R) * ((i - 0.5) / max(n, 1))
-
-    def y(v):
-        return T + (H - T - B) * (1 - (v - lo) / (hi - lo))
-
-    e = html.escape
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{H}' font-family='sans-serif' "
-           f"font-size='10' role='img' aria-label='bisection trail'>",
-           f"<rect x='{L}' y='{T}' width='{W - L - R}' height='{H - T - B}' fill='#fafafa' stroke='#ddd'/>"]
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        out.append(f"<text x='{L - 6}' y='{y(v) + 3:.1f}' text-anchor='end' fill='#555'>{v:.0f}</text>")
-        out.append(f"<line x1='{L}' x2='{W - R}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#eee'/>")
-    last = None
-    for t in trail:
-        if t["phase"] != last:
-            xx = x(t["index"]) - (W - L - R) / max(n, 1) / 2
-            out.append(f"<line x1='{xx:.1f}' x2='{xx:.1f}' y1='{T}' y2='{H - B}' stroke='#ccc' stroke-dasharray='2,2'/>")
-            out.append(f"<text x='{xx + 2:.1f}' y='{T - 6}' fill='#555'>{e(str(t['phase']))}</text>")
-            last = t["phase"]
-    if ref_score is not None:
-        out.append(f"<line x1='{L}' x2='{W - R}' y1='{y(ref_score):.1f}' y2='{y(ref_score):.1f}' stroke='#7f8c8d' "
-                   f"stroke-dasharray='6,3'/><text x='{W - R - 4}' y='{y(ref_score) - 4:.1f}' text-anchor='end' "
-                   f"fill='#7f8c8d'>reference {ref_score:.1f}</text>")
-    path = " ".join(f"{x(t['index']):.1f},{y(t['score']):.1f}" for t in pts)
-    out.append(f"<polyline points='{path}' fill='none' stroke='#ccc'/>")
-    for t in pts:
-        c = COLORS.get(t.get("verdict"), COLORS[None])
-        tip = e(f"#{t['index']} {t['phase']}: {t['purpose']} -> {t.get('verdict') or 'reference'} ({t['score']:.1f})")
-        if t.get("diff_base") == "reference":
-            out.append(f"<rect x='{x(t['index']) - 5:.1f}' y='{y(t['score']) - 5:.1f}' width='10' height='10' "
-                       f"fill='{c}'><title>{tip}</title></rect>")
-        else:
-            out.append(f"<circle cx='{x(t['index']):.1f}' cy='{y(t['score']):.1f}' r='5.5' fill='{c}'>"
-                       f"<title>{tip}</title></circle>")
-    for t in trail:
-        out.append(f"<text x='{x(t['index']):.1f}' y='{H - B + 14}' text-anchor='middle' fill='#555'>{t['index']}</text>")
-    out.append(f"<text x='{(L + W - R) / 2:.0f}' y='{H - 8}' text-anchor='middle' fill='#333'>evaluation (trail step); "
-               "colour = paired verdict vs the reference</text>")
-    lx = L + 4
-    for v in ("regressed", "same", "improved", "inconclusive", "unresolved"):
-        out.append(f"<circle cx='{lx + 4}' cy='{T + 10}' r='4' fill='{COLORS[v]}'/><text x='{lx + 11}' y='{T + 13}' "
-                   f"fill='#333'>{v}</text>")
-        lx += 12 + 6.5 * len(v)
-    out.append(f"<text x='14' y='{(T + H - B) / 2:.0f}' transform='rotate(-90 14 {(T + H - B) / 2:.0f})' "
-               "text-anchor='middle' fill='#333'>score</text>")
-    out.append("</svg>")
-    return "".join(out)
+    frame = _trail_frame(trail, scored, ref_score)
+    opening = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{frame.width}' height='{frame.height}' "
+               f"font-family='sans-serif' font-size='10' role='img' aria-label='bisection trail'>")
+    parts = ([opening] + _svg_grid(frame) + _svg_phase_marks(frame, trail) + _svg_reference_line(frame, ref_score)
+             + _svg_points(frame, scored) + _svg_x_axis(frame, trail) + _svg_legend(frame)
+             + _svg_y_axis_title(frame) + ["</svg>"])
+    return "".join(parts)
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}

@@ -1,5 +1,5 @@
 """report.md: the verdict first, then phase by phase with numbers, the evaluation trail with each
-step's config diff and verdict, and the next steps the method prescribes for the outcome."""
+step's config diff and verdict, and the next steps docs/method.md prescribes for the outcome."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,195 +30,285 @@ def _cell(text) -> str:
 
 
 def _trail_table(trail: list[dict], ref_score) -> list[str]:
-    L = ["| # | phase | step | verdict | outcome | score | n | config change |", "|---|---|---|---|---|---|---|---|"]
-    for t in trail:
-        diff = t.get("config_diff") or []
-        base = t.get("diff_base")
+    lines = ["| # | phase | step | verdict | outcome | score | n | config change |",
+             "|---|---|---|---|---|---|---|---|"]
+    for step in trail:
+        diff = step.get("config_diff") or []
+        base = step.get("diff_base")
         if base == "reference":
-            change = f"{t.get('backend')} (reference backend)"
+            change = f"{step.get('backend')} (reference backend)"
         elif diff:
             shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} changes)" if len(diff) > 6 else "")
             change = f"vs {base}: {shown}"
         else:
             change = f"= {base}" if base else ""
-        esc = f" (escalated to {t['escalated_to']})" if t.get("escalated_to") else ""
-        L.append(f"| {t['index']} | {t['phase']} | {_cell(t['purpose'])} | {t.get('verdict') or '-'}{esc} | "
-                 f"{t.get('outcome') or '-'} | {_f(t.get('score'))} | {t.get('n') or '-'} | `{_cell(change)}` |")
-    return L
+        escalated = f" (escalated to {step['escalated_to']})" if step.get("escalated_to") else ""
+        lines.append(f"| {step['index']} | {step['phase']} | {_cell(step['purpose'])} | "
+                     f"{step.get('verdict') or '-'}{escalated} | {step.get('outcome') or '-'} | "
+                     f"{_f(step.get('score'))} | {step.get('n') or '-'} | `{_cell(change)}` |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# one function per report section, each returning its lines (empty when the section is absent)
+
+
+def _culprit_line(culprit: dict) -> str:
+    confirmation = {True: "confirmed both ways", False: "NOT confirmed",
+                    None: "not confirmed"}[culprit.get("confirmed")]
+    extra = ""
+    if culprit.get("with"):
+        extra += f" (with {', '.join(culprit['with'])})"
+    if culprit.get("switches"):
+        extra += f" (switches {', '.join(culprit['switches'])})"
+    kind = "regress only together" if culprit["kind"] == "interaction" else "alone"
+    return f"- culprit ({kind}): **{', '.join(culprit['describe'])}**{extra} - {confirmation}"
+
+
+def _verdict_section(s: dict) -> list[str]:
+    """Title, outcome and headline, the scores, the culprits and untestable suspects."""
+    inputs = s["inputs"]
+    lines = [f"# AD accuracy bisect: {Path(str(inputs['model'])).name} on {inputs['task']}", "",
+             f"**{OUTCOME_TITLE.get(s['outcome'], s['outcome'])}**: {s['headline']}", ""]
+    scores = s["scores"]
+    if scores.get("reference") is not None:
+        lines.append(f"Reference `{inputs['backend_ref']}` {_f(scores['reference'])} vs candidate "
+                     f"`{inputs['backend']}` {_f(scores.get('candidate'))} on {scores.get('n')} paired samples"
+                     + (f"; Phase-2 pattern: **{s['label']}**" if s.get("label") else "") + ".")
+        lines.append("")
+    lines += [_culprit_line(culprit) for culprit in s.get("culprits") or []]
+    if s.get("suspects"):
+        lines.append(f"- untestable suspects (their steps crashed or stayed inconclusive): {', '.join(s['suspects'])}")
+    if s.get("culprits") or s.get("suspects"):
+        lines.append("")
+    return lines
+
+
+def _next_steps_section(s: dict) -> list[str]:
+    """The next steps, the repro command and the warnings."""
+    lines = ["## Next steps", ""]
+    lines += [f"{number}. {step}" for number, step in enumerate(s.get("next_steps") or [], 1)]
+    lines.append("")
+    files = s["files"]
+    if files.get("repro_command"):
+        lines += [f"Reproduce: `sh {files['repro_command']}` (minimal failing config "
+                  f"`{files.get('minimal_failing_yaml', '-')}`, confirming config "
+                  f"`{files.get('confirming_yaml', '-')}`).", ""]
+    if s.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {warning}" for warning in s["warnings"]] + [""]
+    return lines
+
+
+def _phase0_section(s: dict) -> list[str]:
+    phase0 = s["phases"].get("0") or {}
+    lines = ["## Phase 0 - harness validation", "", "| check | result | detail |", "|---|---|---|"]
+    for check in phase0.get("checks", []):
+        result = "FAIL" if not check["ok"] else ("warn" if check.get("warn") else "ok")
+        lines.append(f"| {check['name']} | {result} | {_cell(check['detail'])} |")
+    aa = phase0.get("aa")
+    if aa:
+        lines.append("")
+        lines.append("A/A repeats of the reference (batch size varied): "
+                     + ", ".join(f"#{rep['repeat']} bs {rep['batch_size']}: {rep.get('verdict', rep.get('status'))}"
+                                 for rep in aa["repeats"]))
+        if aa.get("floor"):
+            floor = aa["floor"]
+            lines.append(f"Noise floor: accuracy +-{_f(floor.get('acc_floor_points'), 2)} points, A/A KL p95 "
+                         f"{_f(floor.get('kl_p95'), 4)}; verdicts below use it.")
+    lines.append("")
+    return lines
+
+
+def _phase2_lines(phase2: dict) -> list[str]:
+    if phase2.get("label"):
+        detail = phase2.get("detail") or {}
+        lines = ["", f"Phase-2 pattern: **{phase2['label']}** - {detail.get('title', '')}"]
+        if detail.get("root_cause"):
+            lines.append(f"Likely root cause: {detail['root_cause']}")
+        lines.append(f"Next step (method phase {detail.get('phase', '-')}): {phase2.get('next_step')}")
+        return lines
+    if phase2.get("note"):
+        return ["", f"Phase-2 pattern: - ({phase2['note']})"]
+    return []
+
+
+def _phases_1_2_section(s: dict) -> list[str]:
+    phase1 = s["phases"].get("1")
+    if not phase1:
+        return []
+    lines = ["## Phases 1-2 - candidate vs reference", ""]
+    lines.append(f"Verdict **{phase1['verdict']}** (trail step {phase1['step']})"
+                 + (f", escalated to {phase1['escalated_to']} samples" if phase1.get("escalated_to") else "") + ".")
+    if phase1.get("summary"):
+        lines += ["", "```"] + phase1["summary"] + ["```"]
+    lines += _phase2_lines(s["phases"].get("2") or {})
+    lines.append("")
+    return lines
+
+
+def _phase3_section(s: dict) -> list[str]:
+    phase3 = s["phases"].get("3")
+    if not phase3:
+        return []
+    return ["## Phase 3 - strip to minimal", "",
+            f"Stripped {len(phase3['stripped'])} knobs ({', '.join(phase3['stripped']) or 'none'}): minimal config "
+            f"**{phase3['verdict']}** (score {_f(phase3.get('score'))}, step {phase3['step']}).",
+            "The minimal config still regresses: the bug is in a core path (weights, attention, KV cache)."
+            if phase3["core_path_bug"] else "The minimal config recovers: a stripped knob is responsible; searching.",
+            ""]
+
+
+def _search_section(s: dict) -> list[str]:
+    search = s["phases"].get("search")
+    if not search:
+        return []
+    explained = search.get("explained")
+    groups = ", ".join("[" + ", ".join(group) + "]" for group in search["culprits"]) or "none"
+    return [f"## Search ({search['strategy']})", "",
+            f"{len(search['knobs'])} knobs, {search['evaluations']} distinct configurations judged; culprit groups: "
+            + groups
+            + (f"; untestable: {', '.join(search['suspects'])}" if search["suspects"] else "")
+            + (f"; the full config minus them {'recovers' if explained else 'does not recover'}"
+               if explained is not None else "")
+            + ("; the search hit its evaluation budget" if search.get("budget_exhausted") else "") + ".",
+            ""]
+
+
+def _phase6_section(s: dict) -> list[str]:
+    phase6 = s["phases"].get("6")
+    if not (phase6 and phase6.get("ran")):
+        return []
+    down, up = phase6["full_minus_culprits"], phase6["minimal_plus_culprits"]
+    lines = ["## Phase 6 - confirmation both ways", "",
+             f"- full config minus the culprits: **{down['verdict']}** (score {_f(down.get('score'))}, "
+             f"step {down['step']}) - expected same",
+             f"- minimal config plus the culprits: **{up['verdict']}** (score {_f(up.get('score'))}, step "
+             f"{up['step']}) - expected regressed"]
+    for group in phase6.get("per_group") or []:
+        lines.append(f"- minimal + {', '.join(group['knobs'])}: **{group['verdict']}** (step {group['step']})")
+    for alone in phase6.get("members_alone") or []:
+        lines.append(f"- minimal + {alone['knob']} alone (member of {', '.join(alone['group'])}): "
+                     f"**{alone['verdict']}** (step {alone['step']}) - expected same: the pair regresses only together")
+    lines += ["", f"Confirmed: **{'yes' if phase6['confirmed'] else 'no'}**.", ""]
+    return lines
+
+
+def _phase4a_section(s: dict) -> list[str]:
+    phase4a = s["phases"].get("4a")
+    if not phase4a:
+        return []
+    quant = phase4a.get("quant") or {}
+    fake_quant = phase4a.get("fake_quant") or {}
+    unquantized = phase4a.get("unquantized") or {}
+    disabled = ", ".join(phase4a.get("fake_quant_disabled") or []) or "nothing to disable"
+    return ["## Phase 4a - quantization", "",
+            f"Quantized: {quant.get('algo')} ({quant.get('source')}); MoE: {phase4a.get('moe')}.",
+            f"- fake-quant mode ({disabled}; `{phase4a.get('fake_quant_yaml')}`): "
+            f"{fake_quant.get('verdict') or '-'} - {fake_quant.get('finding')}",
+            f"- unquantized baseline: {unquantized.get('verdict') or '-'} - {unquantized.get('finding')}",
+            ""]
+
+
+def _phase4c_section(s: dict) -> list[str]:
+    phase4c = s["phases"].get("4c")
+    if not phase4c:
+        return []
+    nccl = phase4c.get("nccl") or {}
+    return ["## Phase 4c - world size", "",
+            "Ladder: " + ", ".join(f"world_size {world_size}: {verdict}"
+                                   for world_size, verdict in phase4c["ladder"].items())
+            + f" -> **{phase4c['kind']}**: {phase4c['finding']}",
+            f"allreduce_strategy NCCL: {nccl.get('verdict') or '-'} - {nccl.get('finding')}",
+            ""]
+
+
+def _phase5_section(s: dict) -> list[str]:
+    phase5 = s["phases"].get("5")
+    if not (phase5 and phase5.get("ran")):
+        return []
+    lines = ["## Phase 5 - per-subject breakdown (" + phase5["comparison"] + ")", "",
+             "| subject | n | reference | candidate | delta | ref right, cand wrong | ref wrong, cand right |",
+             "|---|---|---|---|---|---|---|"]
+    for row in phase5["per_subject"]:
+        lines.append(f"| {row['subject']} | {row['n']} | {_f(row['ref_acc'])} | {_f(row['cand_acc'])} | "
+                     f"{row['diff']:+.1f} | {row['ref_right_cand_wrong']} | {row['ref_wrong_cand_right']} |")
+    breakdown = phase5.get("breakdown") or {}
+    for name, flag in (breakdown.get("flags") or {}).items():
+        if isinstance(flag, dict) and flag.get("flag"):
+            lines.append(f"\n- flagged **{name}**: {flag.get('implication')}")
+    if phase5.get("files"):
+        lines.append("\nBreakdown files: " + ", ".join(f"`{path}`" for path in phase5["files"]))
+    if phase5.get("note"):
+        lines.append(f"\n{phase5['note']}")
+    lines.append("")
+    return lines
+
+
+def _unresolved_section(s: dict) -> list[str]:
+    failed = [step for step in s["trail"] if step.get("status") == "unresolved"]
+    if not failed:
+        return []
+    lines = ["## Unresolved evaluations (crash, hang, out of memory)", "",
+             "Each was run twice (the retry is not cached); a step that stays unresolved is untestable, never a "
+             "pass. Classify a log with `python -m harness triage`.", ""]
+    for step in failed:
+        lines.append(f"- step {step['index']} ({step['phase']}: {step['purpose']}): "
+                     f"{step.get('error') or 'unresolved'}")
+        tail = (step.get("log_tail") or "").strip().splitlines()[-12:]
+        if tail:
+            lines += ["", "```"] + tail + ["```", ""]
+    lines.append("")
+    return lines
+
+
+def _trail_section(s: dict) -> list[str]:
+    return (["## Evaluation trail", "",
+             "Every configuration evaluated, in order, with its paired verdict against the reference run and its "
+             "config diff (against the minimal or the full config, as marked).", ""]
+            + _trail_table(s["trail"], s["scores"].get("reference")) + [""])
+
+
+def _plan_section(s: dict) -> list[str]:
+    return ["## Plan", "", "```", s["plan"].get("rendered", ""), "```", ""]
+
+
+def _knob_effects_lines(knob_effects: dict) -> list[str]:
+    if not knob_effects:
+        return []
+    lines = ["", "Knobs in the full candidate run (requested -> what the engine reported):"]
+    for name, effect in knob_effects.items():
+        ran = {True: "ran", False: "did not run", None: "?"}[effect.get("ran")]
+        lines.append(f"- {name}: requested {'on' if effect['requested'] else 'off'}, {ran}"
+                     + (f" ({effect['num_matches']} matches)" if effect.get("num_matches") is not None else ""))
+    return lines
+
+
+def _environment_section(s: dict) -> list[str]:
+    env = s["environment"]
+    lines = ["## Environment", "",
+             f"harness {env['harness']}, Python {env['python']}, {env['platform']}, {env['cpu_count']} CPUs"]
+    for role, backend in env["backends"].items():
+        lines.append(f"- {role}: " + ", ".join(f"{key} {value}" for key, value in backend.items()
+                                               if not isinstance(value, (dict, list))))
+        if backend.get("env_scrubbed"):
+            lines.append(f"  - environment variables removed from the worker: {backend['env_scrubbed']}")
+    lines += _knob_effects_lines(s.get("knob_effects") or {})
+    lines.append("")
+    return lines
+
+
+def _files_section(s: dict) -> list[str]:
+    return ["## Files", ""] + [f"- `{path}` ({role})" for role, path in s["files"].items()] + [""]
+
+
+SECTIONS = (_verdict_section, _next_steps_section, _phase0_section, _phases_1_2_section, _phase3_section,
+            _search_section, _phase6_section, _phase4a_section, _phase4c_section, _phase5_section,
+            _unresolved_section, _trail_section, _plan_section, _environment_section, _files_section)
 
 
 def render_markdown(s: dict) -> str:
-    inp = s["inputs"]
-    ph = s["phases"]
-    L = [f"# AD accuracy bisect: {Path(str(inp['model'])).name} on {inp['task']}", ""]
-    L.append(f"**{OUTCOME_TITLE.get(s['outcome'], s['outcome'])}**: {s['headline']}")
-    L.append("")
-    sc = s["scores"]
-    if sc.get("reference") is not None:
-        L.append(f"Reference `{inp['backend_ref']}` {_f(sc['reference'])} vs candidate `{inp['backend']}` "
-                 f"{_f(sc.get('candidate'))} on {sc.get('n')} paired samples"
-                 + (f"; Phase-2 pattern: **{s['label']}**" if s.get("label") else "") + ".")
-        L.append("")
-    for c in s.get("culprits") or []:
-        conf = {True: "confirmed both ways", False: "NOT confirmed", None: "not confirmed"}[c.get("confirmed")]
-        extra = ""
-        if c.get("with"):
-            extra += f" (with {', '.join(c['with'])})"
-        if c.get("switches"):
-            extra += f" (switches {', '.join(c['switches'])})"
-        kind = "regress only together" if c["kind"] == "interaction" else "alone"
-        L.append(f"- culprit ({kind}): **{', '.join(c['describe'])}**{extra} - {conf}")
-    if s.get("suspects"):
-        L.append(f"- untestable suspects (their steps crashed or stayed inconclusive): {', '.join(s['suspects'])}")
-    if s.get("culprits") or s.get("suspects"):
-        L.append("")
-    L += ["## Next steps", ""]
-    L += [f"{i}. {x}" for i, x in enumerate(s.get("next_steps") or [], 1)]
-    L.append("")
-    if s["files"].get("repro_command"):
-        L += [f"Reproduce: `sh {s['files']['repro_command']}` (minimal failing config "
-              f"`{s['files'].get('minimal_failing_yaml', '-')}`, confirming config "
-              f"`{s['files'].get('confirming_yaml', '-')}`).", ""]
-    if s.get("warnings"):
-        L += ["## Warnings", ""] + [f"- {w}" for w in s["warnings"]] + [""]
-
-    # Phase 0
-    p0 = ph.get("0") or {}
-    L += ["## Phase 0 - harness validation", ""]
-    L += ["| check | result | detail |", "|---|---|---|"]
-    for c in p0.get("checks", []):
-        res = "FAIL" if not c["ok"] else ("warn" if c.get("warn") else "ok")
-        L.append(f"| {c['name']} | {res} | {_cell(c['detail'])} |")
-    aa = p0.get("aa")
-    if aa:
-        L.append("")
-        L.append(f"A/A repeats of the reference (batch size varied): "
-                 + ", ".join(f"#{r['repeat']} bs {r['batch_size']}: {r.get('verdict', r.get('status'))}"
-                             for r in aa["repeats"]))
-        if aa.get("floor"):
-            fl = aa["floor"]
-            L.append(f"Noise floor: accuracy +-{_f(fl.get('acc_floor_points'), 2)} points, A/A KL p95 "
-                     f"{_f(fl.get('kl_p95'), 4)}; verdicts below use it.")
-    L.append("")
-    # Phases 1-2
-    p1 = ph.get("1")
-    if p1:
-        L += ["## Phases 1-2 - candidate vs reference", ""]
-        L.append(f"Verdict **{p1['verdict']}** (trail step {p1['step']})"
-                 + (f", escalated to {p1['escalated_to']} samples" if p1.get("escalated_to") else "") + ".")
-        if p1.get("summary"):
-            L += ["", "```"] + p1["summary"] + ["```"]
-        p2 = ph.get("2") or {}
-        if p2.get("label"):
-            d = p2.get("detail") or {}
-            L += ["", f"Phase-2 pattern: **{p2['label']}** - {d.get('title', '')}"]
-            if d.get("root_cause"):
-                L.append(f"Likely root cause: {d['root_cause']}")
-            L.append(f"Next step (method phase {d.get('phase', '-')}): {p2.get('next_step')}")
-        elif p2.get("note"):
-            L += ["", f"Phase-2 pattern: - ({p2['note']})"]
-        L.append("")
-    # Phase 3
-    p3 = ph.get("3")
-    if p3:
-        L += ["## Phase 3 - strip to minimal", ""]
-        L.append(f"Stripped {len(p3['stripped'])} knobs ({', '.join(p3['stripped']) or 'none'}): minimal config "
-                 f"**{p3['verdict']}** (score {_f(p3.get('score'))}, step {p3['step']}).")
-        L.append("The minimal config still regresses: the bug is in a core path (weights, attention, KV cache)."
-                 if p3["core_path_bug"] else "The minimal config recovers: a stripped knob is responsible; searching.")
-        L.append("")
-    ps = ph.get("search")
-    if ps:
-        L += [f"## Search ({ps['strategy']})", ""]
-        L.append(f"{len(ps['knobs'])} knobs, {ps['evaluations']} distinct configurations judged; culprit groups: "
-                 + (", ".join("[" + ", ".join(g) + "]" for g in ps["culprits"]) or "none")
-                 + (f"; untestable: {', '.join(ps['suspects'])}" if ps["suspects"] else "")
-                 + (f"; the full config minus them {'recovers' if ps['explained'] else 'does not recover'}"
-                    if ps.get("explained") is not None else "")
-                 + ("; the search hit its evaluation budget" if ps.get("budget_exhausted") else "") + ".")
-        L.append("")
-    p6 = ph.get("6")
-    if p6 and p6.get("ran"):
-        L += ["## Phase 6 - confirmation both ways", ""]
-        d, u = p6["full_minus_culprits"], p6["minimal_plus_culprits"]
-        L.append(f"- full config minus the culprits: **{d['verdict']}** (score {_f(d.get('score'))}, step {d['step']})"
-                 " - expected same")
-        L.append(f"- minimal config plus the culprits: **{u['verdict']}** (score {_f(u.get('score'))}, step "
-                 f"{u['step']}) - expected regressed")
-        for g in p6.get("per_group") or []:
-            L.append(f"- minimal + {', '.join(g['knobs'])}: **{g['verdict']}** (step {g['step']})")
-        for a in p6.get("members_alone") or []:
-            L.append(f"- minimal + {a['knob']} alone (member of {', '.join(a['group'])}): **{a['verdict']}** "
-                     f"(step {a['step']}) - expected same: the pair regresses only together")
-        L += ["", f"Confirmed: **{'yes' if p6['confirmed'] else 'no'}**.", ""]
-    p4a = ph.get("4a")
-    if p4a:
-        L += ["## Phase 4a - quantization", ""]
-        q = p4a.get("quant") or {}
-        L.append(f"Quantized: {q.get('algo')} ({q.get('source')}); MoE: {p4a.get('moe')}.")
-        fq = p4a.get("fake_quant") or {}
-        L.append(f"- fake-quant mode ({', '.join(p4a.get('fake_quant_disabled') or []) or 'nothing to disable'}; "
-                 f"`{p4a.get('fake_quant_yaml')}`): {fq.get('verdict') or '-'} - {fq.get('finding')}")
-        uq = p4a.get("unquantized") or {}
-        L.append(f"- unquantized baseline: {uq.get('verdict') or '-'} - {uq.get('finding')}")
-        L.append("")
-    p4c = ph.get("4c")
-    if p4c:
-        L += ["## Phase 4c - world size", ""]
-        L.append("Ladder: " + ", ".join(f"world_size {w}: {v}" for w, v in p4c["ladder"].items())
-                 + f" -> **{p4c['kind']}**: {p4c['finding']}")
-        n = p4c.get("nccl") or {}
-        L.append(f"allreduce_strategy NCCL: {n.get('verdict') or '-'} - {n.get('finding')}")
-        L.append("")
-    p5 = ph.get("5")
-    if p5 and p5.get("ran"):
-        L += ["## Phase 5 - per-subject breakdown (" + p5["comparison"] + ")", ""]
-        L += ["| subject | n | reference | candidate | delta | ref right, cand wrong | ref wrong, cand right |",
-              "|---|---|---|---|---|---|---|"]
-        for r in p5["per_subject"]:
-            L.append(f"| {r['subject']} | {r['n']} | {_f(r['ref_acc'])} | {_f(r['cand_acc'])} | {r['diff']:+.1f} | "
-                     f"{r['ref_right_cand_wrong']} | {r['ref_wrong_cand_right']} |")
-        bd = p5.get("breakdown") or {}
-        for name, fl in (bd.get("flags") or {}).items():
-            if isinstance(fl, dict) and fl.get("flag"):
-                L.append(f"\n- flagged **{name}**: {fl.get('implication')}")
-        if p5.get("files"):
-            L.append("\nBreakdown files: " + ", ".join(f"`{f}`" for f in p5["files"]))
-        if p5.get("note"):
-            L.append(f"\n{p5['note']}")
-        L.append("")
-    failed = [t for t in s["trail"] if t.get("status") == "unresolved"]
-    if failed:
-        L += ["## Unresolved evaluations (crash, hang, out of memory)", "",
-              "Each was run twice (the retry is not cached); a step that stays unresolved is untestable, never a "
-              "pass. Classify a log with `python -m harness triage`.", ""]
-        for t in failed:
-            L.append(f"- step {t['index']} ({t['phase']}: {t['purpose']}): {t.get('error') or 'unresolved'}")
-            tail = (t.get("log_tail") or "").strip().splitlines()[-12:]
-            if tail:
-                L += ["", "```"] + tail + ["```", ""]
-        L.append("")
-    L += ["## Evaluation trail", "",
-          "Every configuration evaluated, in order, with its paired verdict against the reference run and its "
-          "config diff (against the minimal or the full config, as marked).", ""]
-    L += _trail_table(s["trail"], s["scores"].get("reference"))
-    L.append("")
-    L += ["## Plan", "", "```", s["plan"].get("rendered", ""), "```", ""]
-    env = s["environment"]
-    L += ["## Environment", ""]
-    L.append(f"harness {env['harness']}, Python {env['python']}, {env['platform']}, {env['cpu_count']} CPUs")
-    for role, b in env["backends"].items():
-        L.append(f"- {role}: " + ", ".join(f"{k} {v}" for k, v in b.items() if not isinstance(v, (dict, list))))
-        if b.get("env_scrubbed"):
-            L.append(f"  - environment variables removed from the worker: {b['env_scrubbed']}")
-    ke = s.get("knob_effects") or {}
-    if ke:
-        L.append("")
-        L.append("Knobs in the full candidate run (requested -> what the engine reported):")
-        for n, e in ke.items():
-            ran = {True: "ran", False: "did not run", None: "?"}[e.get("ran")]
-            L.append(f"- {n}: requested {'on' if e['requested'] else 'off'}, {ran}"
-                     + (f" ({e['num_matches']} matches)" if e.get("num_matches") is not None else ""))
-    L.append("")
-    L += ["## Files", ""] + [f"- `{v}` ({k})" for k, v in s["files"].items()] + [""]
-    return "\n".join(L)
+    """The report, section by section in SECTIONS order (absent phases contribute nothing)."""
+    lines: list[str] = []
+    for section in SECTIONS:
+        lines += section(s)
+    return "\n".join(lines)
