@@ -1,7 +1,7 @@
-"""What to do next: the steps the method prescribes after the bisect's outcome (docs/method.md,
-"Knob categories" for the per-category steps, "Phase 0".."Phase 6" for the rest), plus the
-Phase-2 pattern's advice and Phase 4a/4c's findings. The texts go into summary.json and the
-report as they are.
+"""What to do next: the steps docs/method.md prescribes after the bisect's outcome - per culprit
+category (as in its "Knob categories") the procedures of Phase 3 (compile) and Phases 4a, 4b and
+4c; per outcome those of Phases 0, 3 and 6 - plus the Phase-2 pattern's advice and Phase 4a/4c's
+findings. The texts go into summary.json and the report as they are.
 """
 from __future__ import annotations
 

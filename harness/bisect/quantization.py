@@ -1,4 +1,4 @@
-"""Phase 4a: a quantized model or config (docs/method.md, "Phase 4", 4a).
+"""Phase 4a: a quantized model or config (docs/method.md, Phase 4a).
 
 Fake-quant mode (the quantization fusions off, fake_quant_debug.yaml written for the user) tells
 the quantized kernel from the scales; the unquantized model (--unquantized-model), run on both

@@ -1,4 +1,4 @@
-"""Phase 4c: world_size > 1 (docs/method.md, "Phase 4", 4c).
+"""Phase 4c: world_size > 1 (docs/method.md, Phase 4c).
 
 The full config on a world-size ladder (1, 2, N) tells a structural sharding bug from a
 divisibility one or from no sharding effect at all (``interpret_ladder``); where a transform has
@@ -35,7 +35,7 @@ def check_world_size(ctx: BisectContext, state: BisectState) -> None:
 
 
 def interpret_ladder(verdicts: dict[int, str], full_ws: int) -> dict:
-    """World-size ladder {ws: verdict} -> finding (docs/method.md, "Phase 4", 4c)."""
+    """World-size ladder {ws: verdict} -> finding (docs/method.md, Phase 4c)."""
     ok = {w for w, v in verdicts.items() if v in ("same", "improved")}
     bad = {w for w, v in verdicts.items() if v == "regressed"}
     unknown = sorted(w for w in verdicts if w not in ok and w not in bad)
