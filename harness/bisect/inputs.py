@@ -104,12 +104,35 @@ def check_out_dir(out: str | Path) -> Path:
 
 
 def resolve_inputs(args) -> BisectInputs:
-    from harness.backends import default_backends, get_backend
-    from harness.bisect.ablation import load_ablation
-    from harness.config import Catalogue, load_yaml, resolve
-    from harness.config.ops import validate_transform_names
-    from harness.paths import default_dataset
+    """Every input checked and resolved, in the order the errors are reported."""
     from harness.analysis.fake_quant import is_moe, quant_info
+    from harness.config import resolve
+
+    backend_ref, backend, cand = check_backends(args)
+    check_flags(args)
+    model = check_model(args.model)
+    unquantized = check_model(args.unquantized_model, "--unquantized-model") if args.unquantized_model else None
+    cfg = load_config(args, cand, backend)
+    ablation, strategy = choose_strategy(args)
+    dataset = check_dataset(args)
+    quant = quant_info(model, resolve(cfg.catalogue, cfg.user))
+    ref_score, ref_source, sigma = reference_score(args, model, quant)
+    popts = prompt_options(args, model)
+    return BisectInputs(
+        model=model, task=args.task, config_path=cfg.path, user_config=cfg.user, dataset=dataset,
+        samples=args.samples, seed=args.seed, backend_ref=backend_ref, backend=backend, strategy=strategy,
+        out_root=check_out_dir(args.out) if not args.dry_run else Path(args.out), catalogue=cfg.catalogue,
+        default_yaml=str(cfg.default_yaml), reference_score=ref_score, reference_source=ref_source,
+        reference_sigma=sigma, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        eval_timeout=args.eval_timeout, max_parallel=args.max_parallel, quiet=args.quiet, dry_run=args.dry_run,
+        ablation=ablation, unquantized_model=unquantized, plugins=cfg.plugins, plugin_transforms=cfg.plugin_transforms,
+        aa_repeats=args.aa_repeats, alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
+        prompt_options=popts, quant=quant, moe=is_moe(model))
+
+
+def check_backends(args):
+    """(reference name, candidate name, candidate backend); the candidate must take an AD config."""
+    from harness.backends import default_backends, get_backend
 
     ref_default, cand_default = default_backends()
     backend_ref = args.backend_ref or ref_default
@@ -119,6 +142,11 @@ def resolve_inputs(args) -> BisectInputs:
     if not getattr(cand, "takes_ad_config", False):
         raise HarnessError(f"--backend {backend!r} does not take an AD config, so there are no knobs to bisect; pass "
                            "--backend ad-emulator or trtllm-ad")
+    return backend_ref, backend, cand
+
+
+def check_flags(args) -> None:
+    """The numeric and choice flags, each against its range."""
     if args.executor not in EXECUTORS:
         raise HarnessError(f"unknown executor {args.executor!r}; valid: {', '.join(EXECUTORS)}. Pass --executor local.")
     if args.samples is not None and args.samples <= 0:
@@ -134,8 +162,22 @@ def resolve_inputs(args) -> BisectInputs:
     if args.eval_timeout is not None and args.eval_timeout <= 0:
         raise HarnessError(f"--eval-timeout must be > 0 seconds, got {args.eval_timeout}")
 
-    model = check_model(args.model)
-    unquantized = check_model(args.unquantized_model, "--unquantized-model") if args.unquantized_model else None
+
+@dataclass
+class LoadedConfig:
+    default_yaml: str  # the AD default.yaml in force
+    path: str | None  # --config
+    user: dict  # its content: an overlay on default_yaml
+    plugins: list[str]
+    catalogue: object  # the knobs of default_yaml plus the plugins' transforms
+    plugin_transforms: list[str]  # transforms the plugins add
+
+
+def load_config(args, cand, backend: str) -> LoadedConfig:
+    """The default.yaml in force (--default-yaml or the backend's), the user's config and the knob
+    catalogue, with every transform the config names checked against it."""
+    from harness.config import Catalogue, load_yaml
+    from harness.config.ops import validate_transform_names
 
     default_yaml = args.default_yaml
     if default_yaml:
@@ -147,19 +189,29 @@ def resolve_inputs(args) -> BisectInputs:
         default_yaml = cand.default_yaml()
         if not default_yaml:
             raise HarnessError(f"backend {backend!r} has no default.yaml in force; pass --default-yaml PATH")
-    config_path = args.config
-    user = load_yaml(config_path, "config") if config_path else {}
+    user = load_yaml(args.config, "config") if args.config else {}
     plugins = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in (args.plugin or [])]
     catalogue = cand.catalogue(str(default_yaml), user, plugins)
     validate_transform_names(user, catalogue)
     base_names = set(Catalogue.from_yaml(default_yaml).names())
     extra = [n for n in catalogue.names() if n not in base_names]
+    return LoadedConfig(default_yaml, args.config, user, plugins, catalogue, extra)
+
+
+def choose_strategy(args):
+    """(ablation plan or None, search strategy): --strategy, else the plan's, else adaptive."""
+    from harness.bisect.ablation import load_ablation
 
     ablation = load_ablation(args.ablation) if args.ablation else None
     strategy = args.strategy or (ablation.strategy if ablation and ablation.strategy else "adaptive")
     if strategy not in ("adaptive", "linear"):
         raise HarnessError(f"unknown strategy {strategy!r}; valid: adaptive, linear. Pass --strategy adaptive.")
+    return ablation, strategy
 
+
+def check_dataset(args) -> str:
+    """The task's data set directory: --dataset, else the task's default."""
+    from harness.paths import default_dataset
     from harness.tasks import TASKS
 
     if args.task not in TASKS:
@@ -169,25 +221,31 @@ def resolve_inputs(args) -> BisectInputs:
         raise HarnessError(f"no data set for task {args.task!r}: set $LLM_MODELS_ROOT or pass --dataset DIR")
     if not Path(dataset).exists():
         raise HarnessError(f"--dataset {dataset!r} does not exist; pass the data set directory")
+    return dataset
 
-    resolved = resolve(catalogue, user)
-    quant = quant_info(model, resolved)
-    ref_score, ref_source, sigma = args.reference_score, "--reference-score" if args.reference_score is not None else None, 50.0
-    if ref_score is None and args.references:
-        from harness.comparison.references import find_reference
 
-        spec = {"quant_algo": quant.get("algo"), "kv_cache_quant_algo": quant.get("kv_cache_algo")}
-        names = [model, Path(model).name]
-        last = None
-        for name in names:
-            try:
-                ref = find_reference(args.references, name, args.task, spec)
-                ref_score, ref_source, sigma = ref.accuracy, f"{ref.source} [{name}]", ref.sigma
-                break
-            except HarnessError as exc:
-                last = exc
-        if ref_score is None and last is not None:
-            raise last
+def reference_score(args, model: str, quant: dict):
+    """(expected reference score, its source, its sigma) for Phase 0: --reference-score, else the
+    model's entry in --references (looked up by path, then by directory name), else none."""
+    if args.reference_score is not None:
+        return args.reference_score, "--reference-score", 50.0
+    if not args.references:
+        return None, None, 50.0
+    from harness.comparison.references import find_reference
+
+    spec = {"quant_algo": quant.get("algo"), "kv_cache_quant_algo": quant.get("kv_cache_algo")}
+    last = None
+    for name in (model, Path(model).name):
+        try:
+            ref = find_reference(args.references, name, args.task, spec)
+            return ref.accuracy, f"{ref.source} [{name}]", ref.sigma
+        except HarnessError as exc:
+            last = exc
+    raise last
+
+
+def prompt_options(args, model: str) -> dict:
+    """The prompt options that differ from the defaults (they go into every cache key)."""
     from harness.tasks.base import PromptOptions
 
     popts = PromptOptions.from_args(args, tokenizer=model).to_dict()
@@ -195,13 +253,4 @@ def resolve_inputs(args) -> BisectInputs:
     popts_d = {k: v for k, v in popts.items() if v != defaults.get(k)}  # only what differs (cache key)
     if not popts_d.get("apply_chat_template"):
         popts_d.pop("tokenizer", None)
-    return BisectInputs(
-        model=model, task=args.task, config_path=config_path, user_config=user, dataset=dataset,
-        samples=args.samples, seed=args.seed, backend_ref=backend_ref, backend=backend, strategy=strategy,
-        out_root=check_out_dir(args.out) if not args.dry_run else Path(args.out), catalogue=catalogue,
-        default_yaml=str(default_yaml), reference_score=ref_score, reference_source=ref_source,
-        reference_sigma=sigma, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-        eval_timeout=args.eval_timeout, max_parallel=args.max_parallel, quiet=args.quiet, dry_run=args.dry_run,
-        ablation=ablation, unquantized_model=unquantized, plugins=plugins, plugin_transforms=extra,
-        aa_repeats=args.aa_repeats, alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
-        prompt_options=popts_d, quant=quant, moe=is_moe(model))
+    return popts_d

@@ -87,7 +87,7 @@ class Oracle:
     ``compare(ref_records, cand_records) -> Comparison`` (with ``.verdict``) is
     ``harness.comparison.verdict.compare_runs`` with the run's alpha / min_effect / noise bound in.
     ``available`` returns how many samples the data set holds (for inconclusive escalation).
-    ``on_step(step)`` is called after every judged step (the orchestrator appends it to the trail).
+    ``on_step(step)``, when given, is called after every step recorded in ``steps`` (the trail).
     """
 
     def __init__(self, runner, ref_spec: EvalSpec, compare: Callable, available: Callable[[], int | None] | None = None,

@@ -177,10 +177,11 @@ def build_plan(catalogue: Catalogue, user: dict, strategy: str = "adaptive", abl
     bundles: dict[str, list[str]] = {}
     if "world_size" in names:
         # The sharding-stage transforms (detect_sharding, sharding_transform_executor, apply_sharding_hints)
-        # are the sharding path itself: at world_size 1 they are no-ops ("Skipping sharding for single
-        # device", transform/library/sharding.py) and at world_size N they only work together. They
-        # switch with the world_size knob; other sharding-category transforms (fuse_allreduce_*)
-        # are knobs of their own that require it.
+        # are the sharding path itself: at world_size 1 they are no-ops (detect_sharding logs "Skipping
+        # sharding for single device" and returns skipped: NVIDIA/TensorRT-LLM
+        # tensorrt_llm/_torch/auto_deploy/transform/library/sharding.py@03dd9bb8) and at world_size N
+        # they only work together. They switch with the world_size knob; other sharding-category
+        # transforms (fuse_allreduce_*) are knobs of their own that require it.
         core = [k for k in searched if k.kind == "transform" and k.category == "sharding" and k.stage == "sharding"]
         if core:
             bundles["world_size"] = [k.name for k in core]

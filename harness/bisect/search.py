@@ -9,13 +9,13 @@ Assumptions: the minimal config passes and the full config fails (Phase 3 establ
 failure is monotone (switching more knobs on never hides a fault). Phase 6 confirms the answer
 both ways, which catches a violated assumption.
 
-``linear`` (the method's Phase 3 step 2): re-enable each knob alone from the minimal config, in
+``linear`` (docs/method.md, "Phase 3"): re-enable each knob alone from the minimal config, in
 pipeline order, evaluating every knob (n probes, batched), so several independent culprits all
 show. If the full config minus the knobs that failed alone still fails, some knobs fail only
 together: a cumulative pass (minimal + k1, + k2, ... until it fails) finds one member and a
 pairing pass finds its partner.
 
-``adaptive`` (default): group testing / delta debugging. ``_find(C, B)`` returns a minimal
+``adaptive`` (default): group testing / delta debugging. ``_Adaptive.find(C, B)`` returns a minimal
 subset S of C such that B+S fails, given that B passes and B+C fails (QuickXplain / ddmin's
 binary split). It probes the first half C1: fail -> recurse into C1; pass -> *assume* the
 culprit is in C2 and recurse without probing C2 (so one culprit costs ceil(log2 n) probes, plus

@@ -1,4 +1,4 @@
-"""`python -m harness bisect`: Phases 0-6 of the AD accuracy method, automated.
+"""`python -m harness bisect`: Phases 0-6 of the AD accuracy method (docs/method.md), automated.
 
 With no arguments it runs the embedded demo: the demo model and data, the hf reference backend
 against the ad-emulator with the demo config (configs/demo/ad_demo.yaml, one planted fault).
@@ -123,9 +123,6 @@ def demo_config_default(args) -> str | None:
 
 
 def run(args) -> int:
-    import sys
-    import time
-
     from harness.bisect.inputs import resolve_inputs
     from harness.bisect.plan import build_plan
 
@@ -137,11 +134,22 @@ def run(args) -> int:
                       quantized=bool(inp.quant.get("quantized")), unquantized_model=bool(inp.unquantized_model),
                       aa_repeats=inp.aa_repeats)
     if args.dry_run:
-        print(f"bisect plan: {inp.backend} vs {inp.backend_ref}, model {inp.model}, task {inp.task}, "
-              f"{inp.samples or 'all'} samples")
-        print(f"config: {inp.config_path or '(none)'}; default.yaml in force: {inp.default_yaml}")
-        print(plan.render())
+        print_plan(inp, plan)
         return 0
+    return run_bisect(args, inp, plan)
+
+
+def print_plan(inp, plan) -> None:
+    print(f"bisect plan: {inp.backend} vs {inp.backend_ref}, model {inp.model}, task {inp.task}, "
+          f"{inp.samples or 'all'} samples")
+    print(f"config: {inp.config_path or '(none)'}; default.yaml in force: {inp.default_yaml}")
+    print(plan.render())
+
+
+def run_bisect(args, inp, plan) -> int:
+    """The phases on a Runner, then the run directory; prints the verdict and where the report is."""
+    import sys
+    import time
 
     from harness.bisect.orchestrator import Bisector
     from harness.bisect.report import write_report
@@ -153,18 +161,10 @@ def run(args) -> int:
     with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,
                 max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor,
                 dump_graphs_dir=getattr(args, "dump_graphs", None)) as runner:
-        b = Bisector(inp, plan, runner, run_dir)
-        state = b.run()
+        state = Bisector(inp, plan, runner, run_dir).run()
         stats = runner.stats
         wall = time.monotonic() - t0
-        run = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall, 3),
-               "runner": stats, "harness_overhead_seconds": round(max(0.0, wall - stats["backend_seconds"]), 3),
-               "harness_overhead_fraction": round(max(0.0, wall - stats["backend_seconds"]) / wall, 4) if wall else None,
-               "steps": [{"index": s.index, "cached": s.cached, "seconds": s.seconds, "attempts": s.attempts}
-                         for s in state["trail"]],
-               "run_dir": str(run_dir)}
-        summary = write_report(run_dir, inp, plan, state, b.results, b.specs, run)
+        summary = write_report(run_dir, inp, plan, state, run_section(state, stats, started, wall, run_dir))
         # print before the runner shuts its worker machinery down (that can take a few seconds)
         print(f"verdict: {summary['verdict']} - {summary['headline']}")
         for step in summary["next_steps"][:3]:
@@ -173,3 +173,17 @@ def run(args) -> int:
         print(f"report: {run_dir / 'report.md'}")
         sys.stdout.flush()
     return 0
+
+
+def run_section(state, stats: dict, started: float, wall: float, run_dir) -> dict:
+    """summary.json's ``run``: when, how long, the runner's statistics, each step's timing."""
+    import time
+
+    overhead = max(0.0, wall - stats["backend_seconds"])
+    return {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall, 3),
+            "runner": stats, "harness_overhead_seconds": round(overhead, 3),
+            "harness_overhead_fraction": round(overhead / wall, 4) if wall else None,
+            "steps": [{"index": s.index, "cached": s.cached, "seconds": s.seconds, "attempts": s.attempts}
+                      for s in state.trail],
+            "run_dir": str(run_dir)}

@@ -1,11 +1,15 @@
 """Bisect run directory writers: report.md, report.html, summary.json, samples.jsonl, repro/.
 
-``write_report(run_dir, ...)`` writes everything (summary.json last, atomically) and returns the
-summary dict. Schema of summary.json: harness/bisect/report/SCHEMA.md.
+``write_report(run_dir, inputs, plan, state, run)`` writes everything from the orchestrator's
+``BisectState`` (summary.json last, atomically) and returns the summary dict. Schema of
+summary.json: harness/bisect/report/SCHEMA.md. report.md and report.html are rendered from the
+summary dict alone.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+from harness.bisect.state import BisectState
 
 
 def write_decisive(run_dir: Path, results: dict, specs: dict) -> dict:
@@ -26,28 +30,36 @@ def write_decisive(run_dir: Path, results: dict, specs: dict) -> dict:
     return files
 
 
-def write_report(run_dir: Path, inputs, plan, state: dict, results: dict, specs: dict, run: dict) -> dict:
+def write_report(run_dir: Path, inputs, plan, state: BisectState, run: dict) -> dict:
+    """Every file of the run directory from the run's ``BisectState`` (``harness.bisect.state``) and its
+    ``run`` section (timings, runner statistics); returns the summary dict."""
     from harness.bisect.report.html import render_html
     from harness.bisect.report.markdown import render_markdown
-    from harness.bisect.report.repro import write_repro
     from harness.bisect.report.summary import build_summary, write_json
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     files = {"report_md": "report.md", "report_html": "report.html", "summary_json": "summary.json"}
-    files.update(write_decisive(run_dir, results, specs))
-    groups = [c["knobs"] for c in state.get("culprits") or []]
-    files.update(write_repro(run_dir, state.get("outcome") or "unexplained", plan, inputs, groups,
-                             state.get("headline") or ""))
-    if (run_dir / "fake_quant_debug.yaml").exists() and "4a" in (state.get("phases") or {}):
-        files["fake_quant_yaml"] = "fake_quant_debug.yaml"
-    p5 = (state.get("phases") or {}).get("5") or {}
-    for f in p5.get("files") or []:
-        files[f"breakdown:{Path(f).name}"] = f
-    summary = build_summary(inputs, plan, state, results, files, run)
+    files.update(write_decisive(run_dir, state.results, state.specs))
+    files.update(_artefacts(run_dir, inputs, plan, state))
+    summary = build_summary(inputs, plan, state, files, run)
     summary["plan"]["rendered"] = plan.render()
     md = render_markdown(summary)
     (run_dir / "report.md").write_text(md, encoding="utf-8")
     (run_dir / "report.html").write_text(render_html(summary, md, run_dir), encoding="utf-8")
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _artefacts(run_dir: Path, inputs, plan, state: BisectState) -> dict:
+    """repro/ (written here), and the files the phases wrote: fake_quant_debug.yaml, breakdown/."""
+    from harness.bisect.report.repro import write_repro
+
+    groups = [c["knobs"] for c in state.culprits or []]
+    files = write_repro(run_dir, state.outcome or "unexplained", plan, inputs, groups, state.headline or "")
+    if (run_dir / "fake_quant_debug.yaml").exists() and "4a" in (state.phases or {}):
+        files["fake_quant_yaml"] = "fake_quant_debug.yaml"
+    p5 = (state.phases or {}).get("5") or {}
+    for f in p5.get("files") or []:
+        files[f"breakdown:{Path(f).name}"] = f
+    return files

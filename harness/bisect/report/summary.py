@@ -1,6 +1,6 @@
 """summary.json: the machine-readable result of a bisect run (schema in harness/bisect/report/SCHEMA.md).
 
-``build_summary`` assembles it from the orchestrator's state; everything outside the ``run``
+``build_summary`` assembles it from the orchestrator's ``BisectState``; everything outside the ``run``
 section is a pure function of the inputs and the stored evaluations, so a rerun of the same
 command (all evaluations from the store) writes the same summary apart from ``run``.
 """
@@ -10,6 +10,8 @@ import json
 import os
 import platform
 from pathlib import Path
+
+from harness.bisect.state import BisectState
 
 SCHEMA_VERSION = 1
 VOLATILE_STEP_FIELDS = ("cached", "seconds", "attempts")
@@ -58,28 +60,20 @@ def environment(results: dict, warnings: list[str]) -> dict:
     return env
 
 
-def build_summary(inputs, plan, state: dict, results: dict, files: dict, run: dict) -> dict:
-    """The summary.json dict (see SCHEMA.md)."""
-    outcome = state.get("outcome") or "unexplained"
-    phases = state.get("phases") or {}
+def build_summary(inputs, plan, state: BisectState, files: dict, run: dict) -> dict:
+    """The summary.json dict (see SCHEMA.md) of a ``BisectState``."""
+    outcome = state.outcome or "unexplained"
+    phases = state.phases or {}
     p1 = phases.get("1") or {}
-    knob_effects = {}
-    cand = results.get("candidate")
-    if cand is not None and cand.status == "ok":
-        from harness.bisect.effects import knob_effects as ke
-        from harness.config import resolve
-
-        knob_effects = ke(resolve(inputs.catalogue, inputs.user_config), cand.info,
-                          [k.name for k in plan.togglable + plan.kept])
-    trail = [step_dict(s) for s in state.get("trail") or []]
+    trail = [step_dict(s) for s in state.trail or []]
     summary = {
         "schema_version": SCHEMA_VERSION,
         "tool": "python -m harness bisect",
         "verdict": VERDICTS.get(outcome, "regressed"),
         "outcome": outcome,
-        "headline": state.get("headline") or "",
+        "headline": state.headline or "",
         "label": (phases.get("2") or {}).get("label"),
-        "culprits": state.get("culprits") or [],
+        "culprits": state.culprits or [],
         "suspects": (phases.get("search") or {}).get("suspects", []),
         "scores": {"reference": p1.get("score_ref"), "candidate": p1.get("score_cand"), "n": p1.get("n")},
         "inputs": inputs.to_dict(),
@@ -88,14 +82,25 @@ def build_summary(inputs, plan, state: dict, results: dict, files: dict, run: di
         "trail": trail,
         "evaluations": {"steps": len(trail),
                         "search": len([t for t in trail if t["phase"] == "search"])},
-        "next_steps": state.get("next_steps") or [],
-        "warnings": state.get("warnings") or [],
-        "environment": environment(results, state.get("warnings") or []),
-        "knob_effects": knob_effects,
+        "next_steps": state.next_steps or [],
+        "warnings": state.warnings or [],
+        "environment": environment(state.results, state.warnings or []),
+        "knob_effects": _knob_effects(inputs, plan, state.results.get("candidate")),
         "files": files,
         "run": run,
     }
     return _json_safe(summary)
+
+
+def _knob_effects(inputs, plan, cand) -> dict:
+    """Did each knob of the full config take effect in the decisive candidate run?"""
+    if cand is None or cand.status != "ok":
+        return {}
+    from harness.bisect.effects import knob_effects
+    from harness.config import resolve
+
+    return knob_effects(resolve(inputs.catalogue, inputs.user_config), cand.info,
+                        [k.name for k in plan.togglable + plan.kept])
 
 
 def write_json(path: Path, obj) -> None:

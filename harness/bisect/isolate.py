@@ -1,0 +1,76 @@
+"""Phase 3, isolation: strip the config to minimal, then search the knobs (docs/method.md, "Phase 3").
+
+A minimal config that still regresses is a core-path bug (weight loading, attention, KV cache);
+one that recovers means a stripped knob is responsible, and the search
+(``harness.bisect.search``: adaptive group testing or linear, one knob at a time) finds which,
+every probe a judged step of the trail.
+"""
+from __future__ import annotations
+
+from harness.bisect.context import BisectContext
+from harness.bisect.search import FAIL, PASS, SearchResult, run_search
+from harness.bisect.state import BisectState
+
+
+def strip_to_minimal(ctx: BisectContext, state: BisectState) -> str:
+    """Phase 3's first step; returns the minimal config's verdict."""
+    ctx.phase("phase 3: strip to minimal")
+    step = ctx.judge(ctx.minimal_user, "3", "minimal config (every strippable knob off)", on=[], base="full")
+    state.phases["3"] = {"step": step.index, "verdict": step.verdict, "score": step.score,
+                         "stripped": [k.name for k in ctx.plan.togglable], "config": ctx.minimal_user,
+                         "core_path_bug": step.verdict == "regressed"}
+    return step.verdict
+
+
+class KnobSearch:
+    """The search's probe: a set of knobs switched on from minimal, judged once per run."""
+
+    def __init__(self, ctx: BisectContext):
+        self.ctx = ctx
+        self.plan = ctx.plan
+        self.memo: dict[tuple, str] = {}
+
+    def probe(self, on, purpose: str) -> str:
+        names = self.plan.closure(on)
+        if names in self.memo:
+            return self.memo[names]
+        step = self.ctx.judge(self.plan.config(self.ctx.user, names), "search", purpose, on=names, base="auto")
+        self.memo[names] = step.outcome
+        return step.outcome
+
+    def probe_many(self, sets, purposes) -> list[str]:
+        """Several probes; with parallel evaluations the new ones are evaluated together first."""
+        ctx, plan = self.ctx, self.plan
+        if ctx.runner.max_parallel > 1:
+            specs = [ctx.cand_spec(plan.config(ctx.user, plan.closure(s)), p) for s, p in zip(sets, purposes)
+                     if plan.closure(s) not in self.memo]
+            ctx.runner.evaluate_many(specs)
+        return [self.probe(s, p) for s, p in zip(sets, purposes)]
+
+    def run(self, state: BisectState) -> SearchResult:
+        names = self.plan.knob_names
+        self.ctx.phase(f"search ({self.plan.strategy}, {len(names)} knobs)")
+        self.memo[self.plan.closure(())] = PASS  # Phase 3 established both
+        self.memo[self.plan.closure(names)] = FAIL
+        res = run_search(self.plan.strategy, names, self.probe, batch_oracle=self.probe_many,
+                         requires=self.plan.requires)
+        state.culprits = [describe_culprit(self.plan, g) for g in res.culprits]
+        state.phases["search"] = {**res.to_dict(), "steps": [s.index for s in state.trail if s.phase == "search"]}
+        return res
+
+
+def search_knobs(ctx: BisectContext, state: BisectState) -> SearchResult:
+    """Phase 3's search, from the minimal config (which passes) to the full one (which fails)."""
+    return KnobSearch(ctx).run(state)
+
+
+def describe_culprit(plan, group: list[str]) -> dict:
+    """A culprit group as summary.json shows it ("confirmed" is filled by Phase 6)."""
+    knobs = [plan.knob(n) for n in group]
+    switched = [b for n in group for b in plan.bundles.get(n, [])]
+    required = [r for n in group for r in plan.requires.get(n, []) if r not in group]
+    return {"knobs": list(group), "kind": "interaction" if len(group) > 1 else "single",
+            "categories": [k.category for k in knobs],
+            "describe": [f"{k.name}={k.full} (minimal {k.minimal})" if k.kind != "transform"
+                         else f"{k.name} ({k.category}, stage {k.stage})" for k in knobs],
+            "with": required, "switches": switched, "confirmed": None}
