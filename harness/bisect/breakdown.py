@@ -2,18 +2,16 @@
 (docs/method.md, "Phase 5").
 
 When the full config regresses, the breakdown (tables, flags, plot: ``harness.analysis.breakdown``)
-starts early, in a separate process - ``python -m harness breakdown`` on the decisive runs - so it
-runs on the idle core while the workers evaluate the search (``BackgroundBreakdown``). A separate
-process, not a thread: the breakdown's statistics must not share the interpreter with other work
-(they came out different when they did). Otherwise, or when the background process fails, it
-runs inline at the end.
+starts early, in a spawned child process given the decisive runs' records, so it runs on the idle
+core while the workers evaluate the search (``BackgroundBreakdown``). A separate process, not a
+thread: the breakdown's statistics must not share the interpreter with other work (they came out
+different when they did). Otherwise, or when the background process fails, it runs inline at the
+end with the same arguments.
 """
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 from harness.bisect.context import BisectContext
 from harness.bisect.state import BisectState
@@ -22,49 +20,65 @@ BACKGROUND_TIMEOUT = 300  # seconds to wait for the background breakdown before 
 
 
 class BackgroundBreakdown:
-    """``python -m harness breakdown`` on decisive/{reference,candidate}, writing <run_dir>/breakdown."""
+    """``write_breakdown`` on the decisive runs in a spawned child process, writing <run_dir>/breakdown
+    with exactly the arguments the inline path uses (so a fresh run and a rerun from the store write
+    the same files). The child dies with the orchestrator."""
 
-    def __init__(self, proc: subprocess.Popen | None):
+    def __init__(self, proc, result_path):
         self.proc = proc
+        self.result_path = result_path
 
     @classmethod
     def start(cls, ctx: BisectContext, state: BisectState) -> BackgroundBreakdown | None:
         """Start it (local executors only); None when it is better computed inline."""
         if ctx.inp.executor == "inprocess" or state.decisive_pair() is None or _search_is_cached(ctx):
             return None
+        ref, cand = state.decisive_pair()
+        out_dir = ctx.run_dir / "breakdown"
+        result_path = ctx.run_dir / ".breakdown-result.json"
         try:
-            from harness.paths import REPO_ROOT
-            from harness.bisect.report import write_decisive
+            import multiprocessing
 
-            ctx.run_dir.mkdir(parents=True, exist_ok=True)  # not made yet: the report is written last
-            write_decisive(ctx.run_dir, state.results, state.specs)
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-            cmd = [sys.executable, "-m", "harness", "breakdown", str(ctx.run_dir / "decisive" / "reference"),
-                   str(ctx.run_dir / "decisive" / "candidate"), "--out", str(ctx.run_dir / "breakdown"),
-                   "--alpha", str(ctx.inp.alpha), "--json"]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            args = (ref.records, cand.records, str(out_dir), *_breakdown_options(ctx), str(result_path))
+            proc = multiprocessing.get_context("spawn").Process(target=_background_main, args=args, daemon=True)
+            proc.start()
         except Exception:  # noqa: BLE001 - Phase 5 then runs inline at the end
-            proc = None
-        return cls(proc)
+            return None
+        return cls(proc, result_path)
 
     def result(self) -> dict | None:
-        """What the breakdown wrote (its --json output), or None when it failed or timed out."""
-        proc = self.proc
-        if proc is None:
+        """What the breakdown wrote, or None when it failed or timed out."""
+        self.proc.join(BACKGROUND_TIMEOUT)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
             return None
         try:
-            out, _ = proc.communicate(timeout=BACKGROUND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            data = json.loads(self.result_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return None
-        if proc.returncode != 0:
-            return None
-        try:
-            return json.loads(out)
-        except ValueError:
-            return None
+        finally:
+            self.result_path.unlink(missing_ok=True)
+        return data if self.proc.exitcode == 0 else None
+
+
+def _breakdown_options(ctx: BisectContext) -> tuple:
+    """(task_meta, alpha, labels): the same for the background and the inline breakdown."""
+    task_meta = {"multiple_choice": True} if ctx.inp.task == "mmlu" else None
+    return task_meta, ctx.inp.alpha, (ctx.inp.backend_ref, ctx.inp.backend)
+
+
+def _background_main(ref_records, cand_records, out_dir, task_meta, alpha, labels, result_path) -> None:
+    """The spawned child: dies with its parent, writes the breakdown and its result JSON."""
+    from harness.analysis.breakdown import write_breakdown
+    from harness.comparison.verdict import json_safe
+    from harness.execution.worker import die_with_parent
+    from harness.jsonio import write_json_atomic
+
+    die_with_parent(os.getppid())
+    written = write_breakdown(ref_records, cand_records, out_dir, task_meta=task_meta, alpha=alpha, labels=labels)
+    write_json_atomic(result_path, json_safe(written))
 
 
 def _search_is_cached(ctx: BisectContext) -> bool:
@@ -111,9 +125,8 @@ def _inline(ctx: BisectContext, ref, cand, out: dict):
 
         bd_dir = ctx.run_dir / "breakdown"
         bd_dir.mkdir(parents=True, exist_ok=True)
-        task_meta = {"multiple_choice": True} if ctx.inp.task == "mmlu" else None
-        return write_breakdown(ref.records, cand.records, bd_dir, task_meta=task_meta,
-                               alpha=ctx.inp.alpha, labels=(ctx.inp.backend_ref, ctx.inp.backend))
+        task_meta, alpha, labels = _breakdown_options(ctx)
+        return write_breakdown(ref.records, cand.records, bd_dir, task_meta=task_meta, alpha=alpha, labels=labels)
     except ImportError:
         out["note"] = "harness.analysis.breakdown not available; per-subject table only"
     except Exception as exc:  # noqa: BLE001 - the breakdown must not sink the bisect

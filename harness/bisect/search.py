@@ -160,7 +160,7 @@ class _Adaptive:
         """Minimal S within C with B+S failing. Pre: B passes; B+C fails (probed if ``verified``)."""
         if len(C) == 1:
             if not verified:
-                r = self.probe(B | set(C), f"minimal + {_names(B | set(C))}")
+                r = self.probe(B | set(C), f"minimal + {_names(self.p.ordered(B | set(C)))}")
                 if r == PASS:
                     raise _Contradiction()
                 if r == UNTESTABLE:

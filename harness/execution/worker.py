@@ -37,10 +37,11 @@ def register_extra_backends(env=None) -> None:
             registry[name.strip()] = target.strip()
 
 
-def die_with_parent() -> None:
-    """Linux: the worker is killed when the orchestrator that launched it dies (even by SIGKILL),
-    so a killed-then-resumed bisect does not leave orphan workers competing for the CPU."""
-    parent = os.environ.get("HARNESS_PARENT_PID")
+def die_with_parent(parent: int | str | None = None) -> None:
+    """Linux: this process is killed when the orchestrator that launched it dies (even by SIGKILL),
+    so a killed-then-resumed bisect does not leave orphan workers competing for the CPU. ``parent``:
+    the orchestrator's pid (default: $HARNESS_PARENT_PID)."""
+    parent = parent or os.environ.get("HARNESS_PARENT_PID")
     if not parent or not sys.platform.startswith("linux"):
         return
     try:
@@ -52,7 +53,7 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     except Exception:  # noqa: BLE001 - best effort
         return
-    if str(os.getppid()) != parent:  # the parent died before prctl took effect
+    if str(os.getppid()) != str(parent):  # the parent died before prctl took effect
         os._exit(1)
 
 
