@@ -188,7 +188,8 @@ def test_torchrun_refused():
 def test_dump_dirs_fresh_and_foreign_data_protected(tmp_path, monkeypatch):
     from harness.errors import HarnessError
 
-    monkeypatch.delenv("AD_DUMP_GRAPHS_DIR", raising=False)
+    monkeypatch.setenv("AD_DUMP_GRAPHS_DIR", "")  # so that teardown restores its absence
+    monkeypatch.delenv("AD_DUMP_GRAPHS_DIR")
     a = common.setup_dump_graphs({"dump_graphs_dir": str(tmp_path / "dumps"), "label": "ad full"})
     b = common.setup_dump_graphs({"dump_graphs_dir": str(tmp_path / "dumps"), "label": "ad full"})
     assert a != b and Path(a).parent == (tmp_path / "dumps").resolve() and not any(Path(a).iterdir())

@@ -62,8 +62,12 @@ def use_fake(monkeypatch, tmp_path, era: str = "merged", fault=None) -> Path:
     purge_tensorrt_llm()
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    monkeypatch.delenv("FAKE_TRTLLM_FAULT", raising=False)
-    monkeypatch.delenv("HARNESS_AD_DEFAULT_YAML", raising=False)
+    # The AD backend sets these in its own process (a worker's, normally; here the test's). setenv
+    # first so that monkeypatch restores their absence at teardown (delenv of an absent name records
+    # nothing, and the value leaked into later tests).
+    for name in ("FAKE_TRTLLM_FAULT", "HARNESS_AD_DEFAULT_YAML", "AD_DUMP_GRAPHS_DIR"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return site
 
 

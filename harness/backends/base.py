@@ -104,12 +104,17 @@ class Backend:
         Must be cheap and must not import the engine (read package metadata). Default: torch
         and transformers versions. TensorRT-LLM backends add tensorrt_llm's version.
         """
-        from importlib import metadata
+        return package_versions("torch", "transformers")
 
-        out = {}
-        for dist in ("torch", "transformers"):
-            try:
-                out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                out[dist] = None
-        return out
+
+def package_versions(*dists: str) -> dict:
+    """{distribution: installed version or None}, read from package metadata (nothing imported)."""
+    from importlib import metadata
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out

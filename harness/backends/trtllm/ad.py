@@ -34,7 +34,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.backends.base import Backend
 from harness.backends.trtllm import common as common
 from harness.backends.trtllm import logs as logs
 from harness.backends.trtllm import version as tv
@@ -187,16 +186,9 @@ class AutoDeployEngine(common.TrtllmEngine):
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class AutoDeployBackend(Backend):
+class AutoDeployBackend(common.TrtllmBackend):
     name = "trtllm-ad"
     takes_ad_config = True
-    takes_world_size = True
-    fork_safe = False  # MPI workers and CUDA state must not be forked
-    default_yaml_env = tv.DEFAULT_YAML_ENV
-
-    def use_default_yaml(self, path: str) -> None:
-        tv.set_default_yaml_override(path)
-
     def default_yaml(self, override: str | None = None) -> str:
         """The installed AD default.yaml (or --default-yaml), found without importing tensorrt_llm."""
         return str(tv.default_yaml_path(override))

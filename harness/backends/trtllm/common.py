@@ -37,7 +37,8 @@ import re
 import time
 from pathlib import Path
 
-from harness.backends.base import Completion, Engine, SamplingSpec
+from harness.backends.base import Backend, Completion, Engine, SamplingSpec, package_versions
+from harness.backends.trtllm import version as tv
 from harness.errors import HarnessError
 
 ANSWER_TOP_K = 20  # logprobs requested when answer letters must be found at the first position
@@ -373,22 +374,25 @@ def device_info() -> dict:
 
 def versions(engine_version: str | None) -> dict:
     """Versions for info (the report's environment table): tensorrt_llm, torch, transformers."""
-    from importlib import metadata
+    return {"tensorrt_llm": engine_version, **package_versions("torch", "transformers")}
 
-    out = {"tensorrt_llm": engine_version}
-    for dist in ("torch", "transformers"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+
+class TrtllmBackend(Backend):
+    """What the TensorRT-LLM backends (``trtllm-ad``, ``trtllm-pt``) have in common."""
+
+    takes_world_size = True
+    fork_safe = False  # MPI workers and CUDA state must not be forked
+    default_yaml_env = tv.DEFAULT_YAML_ENV
+
+    def use_default_yaml(self, path: str) -> None:
+        tv.set_default_yaml_override(path)
 
 
 def engine_version_key(base: dict, default_yaml: str | None = None) -> dict:
     """Backend.version_key for TensorRT-LLM backends: + tensorrt_llm version and default.yaml content hash."""
     import hashlib
 
-    from harness.backends.trtllm.version import installed_version
+    installed_version = tv.installed_version
 
     out = dict(base)
     out["tensorrt_llm"] = installed_version()

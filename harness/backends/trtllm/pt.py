@@ -13,7 +13,6 @@ so the two are paired prompt for prompt.
 from __future__ import annotations
 
 
-from harness.backends.base import Backend
 from harness.backends.trtllm import common as common
 from harness.backends.trtllm import version as tv
 from harness.errors import HarnessError
@@ -65,16 +64,9 @@ class PyTorchEngine(common.TrtllmEngine):
         self._shutdown_llm()
 
 
-class PyTorchBackend(Backend):
+class PyTorchBackend(common.TrtllmBackend):
     name = "trtllm-pt"
     takes_ad_config = False
-    takes_world_size = True
-    fork_safe = False  # MPI workers and CUDA state must not be forked
-    default_yaml_env = tv.DEFAULT_YAML_ENV
-
-    def use_default_yaml(self, path: str) -> None:
-        tv.set_default_yaml_override(path)
-
     def version_key(self) -> dict:
         return common.engine_version_key(super().version_key())
 
