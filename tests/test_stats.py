@@ -87,3 +87,59 @@ def test_sign_flip_exact_and_monte_carlo():
     assert mc.p_less < 0.001 and mc.p_greater > 0.99 and mc.n_perm == 4999
     assert stats.sign_flip_test([0.0] * 30).p_two_sided == 1.0
     assert stats.sign_flip_test([float("nan"), 1.0]).n == 1
+
+
+# -- the verdict's paired intervals ------------------------------------------------------------
+
+
+def test_trtllm_samples_needed_is_exact_at_the_boundary():
+    assert stats.trtllm_samples_needed(stats.trtllm_theta(4096)) == 4096
+    assert stats.trtllm_samples_needed(stats.trtllm_theta(100)) == 100
+    assert stats.trtllm_theta(stats.trtllm_samples_needed(3.0)) <= 3.0 < stats.trtllm_theta(
+        stats.trtllm_samples_needed(3.0) - 1)
+
+
+def test_paired_proportion_interval_is_honest_without_discordant_pairs():
+    # no discordant pair at all: Tango's score bound z^2 / (n + z^2), not the bootstrap's (0, 0)
+    z2 = 1.6448536269514722 ** 2
+    for n in (50, 100, 500):
+        d = stats.paired_proportion_difference(0, 0, n, 0.05)
+        assert d.mean == 0 and d.hi == pytest.approx(z2 / (n + z2), rel=1e-6) and d.lo == pytest.approx(-d.hi)
+    d = stats.paired_proportion_difference(8, 0, 500, 0.05)
+    assert d.hi < 0 and d.p_less == pytest.approx(stats.mcnemar_exact(8, 0).p_regressed)
+
+
+def test_paired_proportion_interval_covers_at_its_level():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n, p_loss, p_gain, covered = 200, 0.06, 0.03, 0
+    for _ in range(1000):
+        u = rng.random(n)
+        b, c = int((u < p_loss).sum()), int(((u >= p_loss) & (u < p_loss + p_gain)).sum())
+        d = stats.paired_proportion_difference(b, c, n, 0.05)
+        covered += d.lo <= p_gain - p_loss <= d.hi
+    assert 0.87 <= covered / 1000 <= 0.95  # a 90% interval
+
+
+def test_tail_guarded_interval_does_not_miss_rare_faults():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    missed = 0
+    for _ in range(500):  # 2% of prompts lose 70 points of the right answer's probability: -1.4 points
+        d = rng.normal(0, 0.02, 100)
+        d[rng.random(100) < 0.02] = -0.7
+        missed += stats.tail_guarded_mean(d.tolist(), 0.05).lo > -0.014
+    assert missed <= 25  # its lower bound is below the true mean in >= 95% of draws
+    # and it narrows with n: clean noise is equivalent within +-1 point at a few hundred pairs
+    clean = rng.normal(0, 0.02, 800).tolist()
+    r = stats.tail_guarded_mean(clean, 0.05)
+    assert -0.01 < r.lo and r.hi < 0.01
+    assert 200 < stats.tail_guarded_pairs_needed(clean[:100], 0.01) < 800
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule():
+    q = stats.benjamini_hochberg([0.01, 0.04, None, 0.03, 0.5])
+    assert q[2] is None
+    assert [None if x is None else round(x, 6) for x in q] == [0.04, 0.053333, None, 0.053333, 0.5]

@@ -214,11 +214,19 @@ def trtllm_threshold(n: int, ref: float, sigma: float = 50.0, alpha: float = 0.0
 
 
 def trtllm_samples_needed(effect: float, sigma: float = 50.0, alpha: float = 0.05, beta: float = 0.2) -> int:
-    """Smallest n at which trtllm_theta(n) <= effect (points): what the unpaired gate would need."""
+    """Smallest n at which trtllm_theta(n) <= effect (points): what the unpaired gate would need.
+
+    Exact at the boundary: trtllm_samples_needed(trtllm_theta(4096)) is 4096 (the closed form
+    2 sigma^2 z^2 / effect^2 lands a rounding error above the integer)."""
     if not effect or effect <= 0 or not math.isfinite(effect):
         return 0
     z = -(_norm_ppf(alpha) + _norm_ppf(beta))
-    return int(math.ceil(2 * sigma**2 * z * z / (effect * effect)))
+    n = max(1, int(math.ceil(2 * sigma**2 * z * z / (effect * effect) * (1 - 1e-12))))
+    while trtllm_theta(n, sigma, alpha, beta) > effect:
+        n += 1
+    while n > 1 and trtllm_theta(n - 1, sigma, alpha, beta) <= effect:
+        n -= 1
+    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,3 +343,200 @@ def mann_whitney_greater(x: Sequence[float], y: Sequence[float]) -> float:
         return float(mannwhitneyu(xs, ys, alternative="greater").pvalue)
     except ValueError:
         return 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired differences: estimates, one-sided tests and intervals for the verdict's evidence routes
+
+
+@dataclass
+class PairedDifference:
+    """A paired mean difference (proportions) with one-sided p-values and an interval.
+
+    ``lo``/``hi`` is the (1 - 2 * alpha) two-sided interval, i.e. each bound one-sided at
+    ``alpha``: the interval of a TOST equivalence test at ``alpha`` and of a one-sided test at
+    ``alpha`` in either direction. ``sd`` is the per-sample standard deviation (for sample sizes).
+    """
+
+    mean: float
+    lo: float
+    hi: float
+    p_less: float  # H1: the true difference < 0
+    p_greater: float  # H1: the true difference > 0
+    sd: float
+    n: int
+    alpha: float
+    method: str
+    call_lo: float | None = None  # the interval that goes with p_less / p_greater, when lo/hi is another one
+    call_hi: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_t(deltas: Sequence[float], alpha: float = 0.05) -> PairedDifference:
+    """Student-t inference on the mean of per-sample paired differences (bounded values such as the
+    change of a probability, where the t approximation is good from a few dozen pairs). All-zero
+    differences give the exact interval (0, 0) and p = 1 both ways."""
+    import numpy as np
+    from scipy.stats import t as student_t
+
+    _check_alpha(alpha)
+    d = np.asarray([x for x in deltas if x is not None and math.isfinite(x)], dtype=float)
+    n = int(d.size)
+    if n < 2:
+        return PairedDifference(float(d.mean()) if n else float("nan"), -1.0, 1.0, 1.0, 1.0, float("nan"), n, alpha,
+                                "paired t")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0.0:
+        p_less = 0.0 if mean < 0 else 1.0
+        p_greater = 0.0 if mean > 0 else 1.0
+        return PairedDifference(mean, mean, mean, p_less, p_greater, 0.0, n, alpha, "paired t")
+    se = sd / math.sqrt(n)
+    tstat = mean / se
+    half = float(student_t.ppf(1 - alpha, n - 1)) * se
+    return PairedDifference(mean, mean - half, mean + half, float(student_t.cdf(tstat, n - 1)),
+                            float(student_t.sf(tstat, n - 1)), sd, n, alpha, "paired t")
+
+
+LARGE_CHANGE = 0.25  # a per-sample change beyond this (probability units) is "large": noise rarely does it
+TAIL_SHARE = 0.8  # of alpha, for the bound on large changes (the small-change t-interval is narrow anyway)
+
+
+def wilson_upper(k: int, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) Wilson upper bound of a proportion k/n."""
+    if n <= 0:
+        return 1.0
+    z = _norm_ppf(1 - alpha)
+    p = k / n
+    centre = p + z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + half) / (1 + z * z / n))
+
+
+def tail_guarded_mean(deltas: Sequence[float], alpha: float = 0.05, large: float = LARGE_CHANGE) -> PairedDifference:
+    """The mean of per-sample changes bounded in [-1, 1], with an interval that stays honest when a
+    fault touches only a few samples.
+
+    A fault confined to 2% of prompts is absent from a sample of 100 one time in eight, and then every
+    observed change is small noise and a t-interval is narrow around zero: it would call a 1-2
+    point loss "the same". So the interval splits the mean: the part from changes within +-``large``
+    gets a t-interval, the part from larger changes is bounded by the Wilson upper bound of how often
+    they occur times the largest possible change (1). The two parts split alpha (``TAIL_SHARE`` to
+    the rare part), so each bound holds with probability >= 1 - alpha for any distribution of
+    changes. The price is honesty about rare faults: with no large change observed, equivalence
+    within +-1 point needs roughly 400-600 pairs, whatever the noise.
+    The one-sided p-values (for calls) are the plain paired t-test on all changes.
+    """
+    import numpy as np
+
+    full = paired_t(deltas, alpha)
+    d = np.asarray([x for x in deltas if x is not None and math.isfinite(x)], dtype=float)
+    n = int(d.size)
+    if n < 2:
+        return full
+    small = paired_t(np.where(np.abs(d) <= large, d, 0.0).tolist(), alpha * (1 - TAIL_SHARE))
+    lo = small.lo - wilson_upper(int((d < -large).sum()), n, alpha * TAIL_SHARE)
+    hi = small.hi + wilson_upper(int((d > large).sum()), n, alpha * TAIL_SHARE)
+    return PairedDifference(full.mean, max(-1.0, lo), min(1.0, hi), full.p_less, full.p_greater, full.sd, n, alpha,
+                            "paired t; tail-guarded interval", call_lo=full.lo, call_hi=full.hi)
+
+
+def tail_guarded_pairs_needed(deltas: Sequence[float], margin: float, alpha: float = 0.05,
+                              large: float = LARGE_CHANGE, limit: int = 1_000_000) -> int | None:
+    """Pairs at which ``tail_guarded_mean``'s interval would fit inside +-margin, if the observed
+    mean, spread and share of large changes held (None: not even at ``limit``)."""
+    import numpy as np
+
+    d = np.asarray([x for x in deltas if x is not None and math.isfinite(x)], dtype=float)
+    if d.size < 2 or margin <= 0:
+        return None
+    small = np.where(np.abs(d) <= large, d, 0.0)
+    mean, sd = float(small.mean()), float(small.std(ddof=1))
+    share_neg, share_pos = float((d < -large).mean()), float((d > large).mean())
+
+    def fits(m: int) -> bool:
+        half = _norm_ppf(1 - alpha * (1 - TAIL_SHARE)) * sd / math.sqrt(m)
+        return (mean - half - wilson_upper(round(share_neg * m), m, alpha * TAIL_SHARE) > -margin
+                and mean + half + wilson_upper(round(share_pos * m), m, alpha * TAIL_SHARE) < margin)
+
+    if not fits(limit):
+        return None
+    lo, hi = 2, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+    return lo
+
+
+def _tango_z(b: int, c: int, n: int, delta: float) -> float:
+    """Tango's score statistic for H0: p_c - p_b = delta (b: pairs the candidate lost, c: gained).
+
+    The restricted maximum-likelihood estimate of p_b under H0 solves
+    2n p^2 - [(b + c)(1 - delta) - 2 delta (b + r)] p - b delta (1 - delta) = 0 (r: concordant pairs),
+    and Var(c - b) = n (2 p_b + delta - delta^2) (Tango 1998, Statistics in Medicine 17:891)."""
+    r = n - b - c
+    lin = (b + c) * (1 - delta) - 2 * delta * (b + r)
+    disc = max(0.0, lin * lin + 8 * n * b * delta * (1 - delta))
+    p_b = max(0.0, (lin + math.sqrt(disc)) / (4 * n))
+    var = n * (2 * p_b + delta - delta * delta)
+    if var <= 0:
+        return math.copysign(math.inf, (c - b) - n * delta) if (c - b) != n * delta else 0.0
+    return ((c - b) - n * delta) / math.sqrt(var)
+
+
+def paired_proportion_difference(b: int, c: int, n: int, alpha: float = 0.05) -> PairedDifference:
+    """Accuracy(candidate) - accuracy(reference) of paired binary outcomes: McNemar's exact test for
+    the one-sided p-values, Tango's score interval for the bounds (each one-sided at ``alpha``).
+
+    The score interval stays honest where a bootstrap or Wald interval collapses: with no
+    discordant pair at all it is +-z^2 / (n + z^2) (about +-5.1 points at n = 50), not (0, 0)."""
+    from scipy.optimize import brentq
+
+    _check_alpha(alpha)
+    if n <= 0 or b < 0 or c < 0 or b + c > n:
+        raise HarnessError(f"paired counts need 0 <= b + c <= n, got b={b}, c={c}, n={n}")
+    z = _norm_ppf(1 - alpha)
+    eps = 1e-12
+    lo = -1.0 if _tango_z(b, c, n, -1 + eps) <= z else brentq(lambda x: _tango_z(b, c, n, x) - z, -1 + eps, (c - b) / n)
+    hi = 1.0 if _tango_z(b, c, n, 1 - eps) >= -z else brentq(lambda x: _tango_z(b, c, n, x) + z, (c - b) / n, 1 - eps)
+    mc = mcnemar_exact(b, c)
+    d = (c - b) / n
+    sd = math.sqrt(max(0.0, (b + c) / n - d * d))
+    return PairedDifference(d, float(lo), float(hi), mc.p_regressed, mc.p_improved, sd, n, alpha,
+                            "McNemar exact + Tango score interval")
+
+
+def samples_for_equivalence(sd: float, estimate: float, margin: float, alpha: float = 0.05,
+                            power: float = 0.8) -> int | None:
+    """Pairs a TOST at ``alpha`` needs to show |difference| < margin with ``power`` when the true
+    difference is ``estimate`` and the per-pair standard deviation ``sd`` (normal approximation).
+    None when |estimate| >= margin (equivalence cannot be shown)."""
+    if not (math.isfinite(sd) and math.isfinite(estimate)) or abs(estimate) >= margin:
+        return None
+    z = _norm_ppf(1 - alpha) + _norm_ppf(power)
+    return max(2, int(math.ceil((z * max(sd, 1e-9) / (margin - abs(estimate))) ** 2)))
+
+
+def samples_for_difference(sd: float, estimate: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Pairs a one-sided test at ``alpha`` needs to detect a true difference ``estimate`` with
+    ``power`` (normal approximation); None for a zero estimate."""
+    if not (math.isfinite(sd) and math.isfinite(estimate)) or estimate == 0:
+        return None
+    z = _norm_ppf(1 - alpha) + _norm_ppf(power)
+    return max(2, int(math.ceil((z * max(sd, 1e-9) / abs(estimate)) ** 2)))
+
+
+def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order; None stays None.
+    A hypothesis is rejected at false-discovery rate q when its adjusted p-value is <= q."""
+    idx = [i for i, p in enumerate(p_values) if p is not None and math.isfinite(p)]
+    m = len(idx)
+    out: list[float | None] = [None if p is None or not math.isfinite(p) else p for p in p_values]
+    order = sorted(idx, key=lambda i: p_values[i])
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p_values[i] * m / rank)
+        out[i] = min(1.0, running)
+    return out
