@@ -139,3 +139,24 @@ def test_constant_length_subjects_do_not_fake_a_length_effect():
     cand = degrade(ref, lambda r, rng: r["subject"] == "anatomy" and rng.random() < 0.3)
     f = breakdown_tables(ref, cand)["flags"]["length_correlated"]
     assert f["p_lost_longer_within_subject"] is None and not f["flag"]
+
+
+def test_one_subject_out_of_forty_with_an_uncorrected_p_below_alpha_is_not_coloured():
+    # 40 subjects, one with 6 losses and no gain (McNemar p = 0.03 on its own): after
+    # Benjamini-Hochberg over the 40 subjects (q = 0.03 * 40) it is neither coloured nor flagged
+    subjects = [f"s{i:02d}" for i in range(40)]
+    ref = reference(subjects, n_per=30, acc=0.9)
+    lost = {"s07": 6}
+    cand, seen = [], {}
+    for r in ref:
+        k = seen.get(r["subject"], 0)
+        if r["correct"] and k < lost.get(r["subject"], 0):
+            seen[r["subject"]] = k + 1
+            cand.append(dict(r, output=" " + wrong(r["reference"]), parsed=wrong(r["reference"]), correct=False))
+        else:
+            cand.append(dict(r))
+    t = breakdown_tables(ref, cand)
+    row = t["per_subject"].set_index("subject").loc["s07"]
+    assert row["p_two_sided"] < 0.05 and row["q_two_sided"] > 0.05
+    assert not t["per_subject"]["significant"].any()
+    assert not t["flags"]["near_chance"]["subjects"]

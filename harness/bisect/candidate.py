@@ -17,6 +17,7 @@ def compare_full_config(ctx: BisectContext, state: BisectState) -> str:
     """Phases 1-2; returns Phase 1's verdict."""
     ctx.phase("phase 1-2: candidate vs reference")
     step = ctx.judge(ctx.user, "1", "full candidate config", base="full", result=ctx.full_run)
+    ctx.calibrate_from(step, "the full config vs the reference (Phase 1)")
     state.specs["candidate"] = ctx.cand_spec(ctx.user, "1: full candidate config", samples=step.escalated_to)
     res = ctx.oracle.result_of(step)
     if res is not None and res.status == "ok":

@@ -1,14 +1,29 @@
-"""Phase 6: confirm the search's culprits both ways (docs/method.md, "Phase 6").
+"""Phase 6: confirm the search's culprits on fresh prompts (docs/method.md, "Phase 6").
 
-The full config minus the culprits must recover and the minimal config plus the culprits must
-regress. With several culprit groups, each group alone from minimal must regress too; for an
-interaction (a group that regresses only together), each member alone must *not* regress.
-A culprit is confirmed only when all of that holds.
+The search judged every probe against the same reference run on the same prompts, so its errors
+are correlated and re-reading its own verdicts confirms nothing: at a 5% per-probe false-fail rate
+about a fifth of such "confirmed" culprits are wrong. So Phase 6 draws a *fresh* prompt set from
+the same data set, disjoint from every prompt the search saw (``fresh_pool``), evaluates the
+reference on it, and re-judges there:
+
+* minimal plus the culprits must regress (the culprit is real, not a probe's false fail);
+* the full config minus the culprits must not regress (they explain the regression); it is
+  reported as *equivalent* when its equivalence test passes, else with its interval;
+* with several culprit groups, each group alone from minimal must regress too;
+* for an interaction (a group that regresses only together), no member alone may regress.
+
+A culprit is confirmed only when all of that holds on the fresh prompts. When the data set has no
+prompts left that the search did not use, the confirmation falls back to the search's prompts and
+says so.
 """
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
 from harness.bisect.context import BisectContext
-from harness.bisect.search import FAIL, PASS, SearchResult
+from harness.bisect.oracle import Oracle
+from harness.bisect.search import SearchResult
 from harness.bisect.state import BisectState
 
 
@@ -19,51 +34,108 @@ def confirm_culprits(ctx: BisectContext, state: BisectState, res: SearchResult |
                        "minimal does not" + sus)
         state.phases["6"] = {"ran": False}
         return
-    ctx.phase("phase 6: confirm both ways")
-    per_group = _each_group(ctx, res.culprits)
-    alone = _interaction_members(ctx, res.culprits)
-    down, up = _both_ways(ctx, [n for g in res.culprits for n in g])
-    confirmed = _mark_confirmed(state.culprits, res.culprits, down.outcome == PASS and up.outcome == FAIL,
+    ctx.phase("phase 6: confirm on fresh prompts")
+    oracle, fresh = fresh_oracle(ctx)
+    per_group = _each_group(ctx, oracle, res.culprits)
+    alone = _interaction_members(ctx, oracle, res.culprits)
+    down, up = _both_ways(ctx, oracle, [n for g in res.culprits for n in g])
+    confirmed = _mark_confirmed(state.culprits, res.culprits, _regressed(up) and _not_regressed(down),
                                 per_group, alone)
-    state.phases["6"] = {"ran": True, "confirmed": confirmed,
-                         "full_minus_culprits": {"step": down.index, "verdict": down.verdict, "score": down.score},
-                         "minimal_plus_culprits": {"step": up.index, "verdict": up.verdict, "score": up.score},
+    state.phases["6"] = {"ran": True, "confirmed": confirmed, "prompts": fresh,
+                         "full_minus_culprits": _step_record(down), "minimal_plus_culprits": _step_record(up),
                          "per_group": per_group, "members_alone": alone}
-    state.conclude("culprit" if confirmed else "unconfirmed", _headline(res.culprits, confirmed, down, up, alone))
+    state.conclude("culprit" if confirmed else "unconfirmed",
+                   _headline(res.culprits, confirmed, down, up, alone, fresh))
 
 
-def _each_group(ctx: BisectContext, groups: list[list[str]]) -> list[dict]:
+# -- the fresh prompt set ------------------------------------------------------------------------
+def fresh_pool(ctx: BisectContext) -> tuple[list[str], int]:
+    """(ids the search never saw, subject by subject in a seeded random order, interleaved so any
+    prefix is balanced across subjects; how many ids the search used)."""
+    from harness.evaluation.spec import build_samples
+
+    used = {r["id"] for res in ctx.oracle._refs.values() if res is not None for r in res.records or []}
+    _, everything = build_samples(replace(ctx.ref_spec, samples=None, sample_ids=None))
+    rng = random.Random(f"phase6-{ctx.inp.seed}")
+    by_subject: dict[str, list[str]] = {}
+    for s in everything:
+        if s.id not in used:
+            by_subject.setdefault(s.subject, []).append(s.id)
+    columns = [rng.sample(ids, len(ids)) for _, ids in sorted(by_subject.items())]
+    pool = [col[i] for i in range(max((len(c) for c in columns), default=0)) for col in columns if i < len(col)]
+    return pool, len(used)
+
+
+def fresh_oracle(ctx: BisectContext) -> tuple[Oracle, dict]:
+    """An oracle whose reference runs on the fresh pool (the search's own oracle when none is left)."""
+    n = ctx.inp.samples
+    pool, used = fresh_pool(ctx) if n else ([], 0)
+    if not n or len(pool) < min(n, 20):
+        return ctx.oracle, {"fresh": False, "n": n, "search_prompts": used, "pool": len(pool),
+                            "note": "no fresh prompts left in the data set: confirmed on the search's prompts"}
+    ref_spec = replace(ctx.ref_spec, samples=min(n, len(pool)), sample_ids=pool,
+                       label=f"{ctx.ref_spec.label} (fresh prompts)")
+    oracle = Oracle(ctx.runner, ref_spec, ctx.compare, available=lambda: len(pool))
+    oracle.steps = ctx.oracle.steps  # one trail: the fresh steps are recorded with the others
+    return oracle, {"fresh": True, "n": min(n, len(pool)), "search_prompts": used, "pool": len(pool)}
+
+
+# -- the checks --------------------------------------------------------------------------------
+def _each_group(ctx: BisectContext, oracle: Oracle, groups: list[list[str]]) -> list[dict]:
     """Several culprit groups: minimal plus each group alone must regress."""
     plan, out = ctx.plan, []
     if len(groups) > 1:
         for g in groups:
-            s = ctx.judge(plan.config(ctx.user, plan.closure(g)), "6", f"minimal + {', '.join(g)}",
-                          on=plan.closure(g), base="minimal")
+            s = ctx.judge(plan.config(ctx.user, plan.closure(g)), "6", f"minimal + {', '.join(g)} (fresh prompts)",
+                          on=plan.closure(g), base="minimal", oracle=oracle)
             out.append({"knobs": g, "step": s.index, "verdict": s.verdict})
     return out
 
 
-def _interaction_members(ctx: BisectContext, groups: list[list[str]]) -> list[dict]:
-    """An interaction: each member alone from minimal must NOT regress."""
+def _interaction_members(ctx: BisectContext, oracle: Oracle, groups: list[list[str]]) -> list[dict]:
+    """An interaction: no member alone from minimal may regress."""
     plan, out = ctx.plan, []
     for g in groups:
         if len(g) > 1:
             for n in g:
                 on = plan.closure([n])
-                st = ctx.judge(plan.config(ctx.user, on), "6", f"minimal + {n} alone (pair member)",
-                               on=on, base="minimal")
-                out.append({"knob": n, "group": g, "step": st.index, "verdict": st.verdict})
+                st = ctx.judge(plan.config(ctx.user, on), "6", f"minimal + {n} alone (pair member, fresh prompts)",
+                               on=on, base="minimal", oracle=oracle)
+                out.append({"knob": n, "group": g, "step": st.index, "verdict": st.verdict,
+                            "regressed": _regressed(st)})
     return out
 
 
-def _both_ways(ctx: BisectContext, allc: list[str]):
+def _both_ways(ctx: BisectContext, oracle: Oracle, allc: list[str]):
     """(full minus every culprit, minimal plus every culprit) as judged steps."""
     plan = ctx.plan
     rem = plan.without(allc)
-    down = ctx.judge(plan.config(ctx.user, rem), "6", f"full - {', '.join(allc)}", on=rem, base="full")
+    down = ctx.judge(plan.config(ctx.user, rem), "6", f"full - {', '.join(allc)} (fresh prompts)", on=rem,
+                     base="full", oracle=oracle)
     up_on = plan.closure(allc)
-    up = ctx.judge(plan.config(ctx.user, up_on), "6", f"minimal + {', '.join(allc)}", on=up_on, base="minimal")
+    up = ctx.judge(plan.config(ctx.user, up_on), "6", f"minimal + {', '.join(allc)} (fresh prompts)", on=up_on,
+                   base="minimal", oracle=oracle)
     return down, up
+
+
+def _regressed(step) -> bool:
+    return step.verdict == "regressed"
+
+
+def _not_regressed(step) -> bool:
+    """Same or better, or undecided with no evidence route calling a regression."""
+    if step.verdict in ("same", "improved"):
+        return True
+    routes = (step.comparison or {}).get("routes") or {}
+    return step.verdict == "inconclusive" and not any(r.get("call") == "regressed" for r in routes.values())
+
+
+def _step_record(step) -> dict:
+    primary = (step.comparison or {}).get("primary")
+    route = ((step.comparison or {}).get("routes") or {}).get(primary) or {}
+    return {"step": step.index, "verdict": step.verdict, "score": step.score, "n": step.n,
+            "estimate_points": route.get("estimate_points"), "interval_points": route.get("interval_points"),
+            "route": primary}
 
 
 def _mark_confirmed(culprits: list[dict], groups: list[list[str]], both_ways: bool, per_group: list[dict],
@@ -71,17 +143,28 @@ def _mark_confirmed(culprits: list[dict], groups: list[list[str]], both_ways: bo
     """Set each culprit's "confirmed" (and an interaction's "members_alone"); True when all are."""
     for c, g in zip(culprits, groups):
         pg = next((p for p in per_group if p["knobs"] == g), None)
-        members_pass = all(a["verdict"] in ("same", "improved") for a in alone if a["group"] == g)
-        c["confirmed"] = both_ways and (pg is None or pg["verdict"] == "regressed") and members_pass
+        members_ok = not any(a["regressed"] for a in alone if a["group"] == g)
+        c["confirmed"] = both_ways and (pg is None or pg["verdict"] == "regressed") and members_ok
         if len(g) > 1:
             c["members_alone"] = {a["knob"]: a["verdict"] for a in alone if a["group"] == g}
     return all(c["confirmed"] for c in culprits)
 
 
-def _headline(groups: list[list[str]], confirmed: bool, down, up, alone: list[dict]) -> str:
+def _recovery_words(down) -> str:
+    rec = _step_record(down)
+    if down.verdict in ("same", "improved"):
+        return f"full minus it is {down.verdict}"
+    lo, hi = rec["interval_points"] or (None, None)
+    interval = f", interval [{lo:+.1f}, {hi:+.1f}]" if lo is not None else ""
+    est = rec["estimate_points"]
+    return f"full minus it shows no regression ({'-' if est is None else f'{est:+.1f}'} points{interval})"
+
+
+def _headline(groups: list[list[str]], confirmed: bool, down, up, alone: list[dict], fresh: dict) -> str:
     names = " + ".join(", ".join(g) + (" (only together)" if len(g) > 1 else "") for g in groups)
+    where = f"on {fresh['n']} fresh prompts" if fresh.get("fresh") else "on the search's own prompts"
     if confirmed:
-        return f"culprit: {names} - confirmed both ways (full minus it recovers, minimal plus it regresses)"
-    bad_alone = [a["knob"] for a in alone if a["verdict"] not in ("same", "improved")]
-    return (f"suspect: {names} - NOT confirmed (full minus it: {down.verdict}; minimal plus it: "
+        return f"culprit: {names} - confirmed {where} (minimal plus it regresses; {_recovery_words(down)})"
+    bad_alone = [a["knob"] for a in alone if a["regressed"]]
+    return (f"suspect: {names} - NOT confirmed {where} (full minus it: {down.verdict}; minimal plus it: "
             f"{up.verdict}" + (f"; regresses alone too: {', '.join(bad_alone)}" if bad_alone else "") + ")")

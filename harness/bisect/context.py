@@ -25,6 +25,15 @@ def score_of(res: EvalResult | None):
     return None if res is None else (res.metrics or {}).get("score")
 
 
+def search_alpha(alpha: float, knobs: int) -> float:
+    """Per-decision alpha of the search: alpha / (ceil(log2 n) + 2), the number of decisions a
+    one-culprit search makes (minimal, full and its probes), so their family-wise error stays
+    near alpha (docs/method.md, "Statistics"); the report prints the bound for the decisions made."""
+    import math
+
+    return alpha / ((math.ceil(math.log2(knobs)) if knobs > 1 else 0) + 2)
+
+
 class BisectContext:
     """``compare(ref_records, cand_records) -> Comparison`` judges one candidate against the reference
     (the orchestrator's, with the run's alpha, min_effect and noise floor ``self.noise``)."""
@@ -42,6 +51,8 @@ class BisectContext:
         self.compare = compare
         self.classify_fn = classify
         self.noise = None  # Phase 0's A/A comparisons, when measured
+        self.search_alpha = search_alpha(inp.alpha, len(plan.knob_names))
+        self.calibration: dict | None = None  # the engine pair's measured noise (calibrate_from)
         self.warnings: list[str] = []  # knob settings that did not take effect, in the order found
         self.full_run: tuple[EvalResult, int] | None = None  # Phase 0's full-candidate run, reused by Phase 1
         self.ref_spec = self._reference_spec()
@@ -94,27 +105,29 @@ class BisectContext:
         if hasattr(self.runner, "phase"):
             self.runner.phase(name)
 
-    def cand_spec(self, user_cfg: dict, label: str, model: str | None = None, samples: int | None = None) -> EvalSpec:
+    def cand_spec(self, user_cfg: dict, label: str, model: str | None = None, samples: int | None = None,
+                  sample_ids: list[str] | None = None) -> EvalSpec:
         return EvalSpec(backend=self.inp.backend, model=model or self.inp.model, task=self.inp.task,
                         config=user_cfg, dataset=self.inp.dataset,
                         samples=self.inp.samples if samples is None else samples, seed=self.inp.seed,
                         prompt_options=dict(self.inp.prompt_options), plugins=list(self.inp.plugins),
-                        label=label)
+                        label=label, sample_ids=sample_ids)
 
     # -- judging ----------------------------------------------------------------------------
     def judge(self, user_cfg: dict, phase: str, purpose: str, on=None, base: str = "minimal", model=None,
-              oracle: Oracle | None = None, result=None) -> Step:
-        """Evaluate ``user_cfg`` (or take its ``result``) and judge it against the reference: one trail
-        step, whose config diff is relative to ``base`` ("minimal", "full", or "auto": the shorter)."""
+              oracle: Oracle | None = None, result=None, alpha: float | None = None) -> Step:
+        """Evaluate ``user_cfg`` (or take its ``result``) and judge it against the reference of ``oracle``
+        (default the run's, on the search's prompts) at ``alpha`` (default the run's): one trail step,
+        whose config diff is relative to ``base`` ("minimal", "full", or "auto": the shorter)."""
         target = resolve(self.cat, user_cfg)
         base, diff = self._diff(target, base)
-        spec = self.cand_spec(user_cfg, f"{phase}: {purpose}", model=model)
         o = oracle or self.oracle
-        memo_key = (config_hash(target), spec.model, spec.samples, id(o))
+        spec = self.cand_spec(user_cfg, f"{phase}: {purpose}", model=model, sample_ids=o.ref_spec.sample_ids)
+        memo_key = (config_hash(target), spec.model, spec.samples, id(o), alpha)
         prev = self._judged.get(memo_key)
         if prev is not None:  # judged earlier in this run: the same verdict, no second evaluation
             return self._rejudge(prev, o, phase, purpose, on, base, diff)
-        step = o.judge(spec, phase, purpose, on=on, diff_base=base, config_diff=diff, result=result)
+        step = o.judge(spec, phase, purpose, on=on, diff_base=base, config_diff=diff, result=result, alpha=alpha)
         step.config_hash = config_hash(target)
         self._check_effects(step, target)
         self._judged[memo_key] = step
@@ -136,6 +149,24 @@ class BisectContext:
         object.__setattr__(step, "_result", o.result_of(prev))
         o.record(step)
         return step
+
+    def calibrate_from(self, step: Step, source: str) -> None:
+        """The engine pair's noise, measured on the first reference-like config (one judged the same
+        as the reference or better): recorded for the report, and its 95th-percentile letter KL
+        becomes the KL diagnostic's tolerance for every later comparison (never below the default)."""
+        comp = step.comparison or {}
+        if self.calibration is not None or step.verdict not in ("same", "improved") or not comp:
+            return
+        from harness.bisect.calibration import calibration_of
+
+        self.calibration = calibration_of(comp, step, source)
+
+    @property
+    def kl_settings(self) -> tuple[float | None, str | None]:
+        """(tolerance, source) of the KL diagnostic: calibrated when measured, else None (the default)."""
+        if not self.calibration or self.calibration.get("kl_tolerance") is None:
+            return None, None
+        return self.calibration["kl_tolerance"], self.calibration["kl_tolerance_source"]
 
     def reference_step(self, spec: EvalSpec, phase: str, purpose: str, oracle: Oracle | None = None) -> tuple[Step, EvalResult]:
         """Run a reference-backend spec as a trail step (no verdict: it is what the others are judged by)."""

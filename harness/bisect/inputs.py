@@ -33,6 +33,7 @@ class BisectInputs:
     reference_score: float | None = None
     reference_source: str | None = None
     reference_sigma: float = 50.0
+    reference_alpha: float = 0.05  # the references entry's alpha (TensorRT-LLM's per-entry override)
     cache_dir: str = ".harness"
     use_cache: bool = True
     eval_timeout: float | None = 1800
@@ -116,14 +117,14 @@ def resolve_inputs(args) -> BisectInputs:
     ablation, strategy = choose_strategy(args)
     dataset = check_dataset(args)
     quant = quant_info(model, resolve(cfg.catalogue, cfg.user))
-    ref_score, ref_source, sigma = reference_score(args, model, quant)
+    ref_score, ref_source, sigma, ref_alpha = reference_score(args, model, quant)
     popts = prompt_options(args, model)
     return BisectInputs(
         model=model, task=args.task, config_path=cfg.path, user_config=cfg.user, dataset=dataset,
         samples=args.samples, seed=args.seed, backend_ref=backend_ref, backend=backend, strategy=strategy,
         out_root=check_out_dir(args.out) if not args.dry_run else Path(args.out), catalogue=cfg.catalogue,
         default_yaml=str(cfg.default_yaml), reference_score=ref_score, reference_source=ref_source,
-        reference_sigma=sigma, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        reference_sigma=sigma, reference_alpha=ref_alpha, cache_dir=args.cache_dir, use_cache=not args.no_cache,
         eval_timeout=args.eval_timeout, max_parallel=args.max_parallel, quiet=args.quiet, dry_run=args.dry_run,
         ablation=ablation, unquantized_model=unquantized, plugins=cfg.plugins, plugin_transforms=cfg.plugin_transforms,
         aa_repeats=args.aa_repeats, alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
@@ -225,12 +226,13 @@ def check_dataset(args) -> str:
 
 
 def reference_score(args, model: str, quant: dict):
-    """(expected reference score, its source, its sigma) for Phase 0: --reference-score, else the
-    model's entry in --references (looked up by path, then by directory name), else none."""
+    """(expected reference score, its source, its sigma, its alpha) for Phase 0: --reference-score, else
+    the model's entry in --references (looked up by path, then by directory name; the entry's own
+    sigma and alpha override the task's, as accuracy_core.py does), else none."""
     if args.reference_score is not None:
-        return args.reference_score, "--reference-score", 50.0
+        return args.reference_score, "--reference-score", 50.0, 0.05
     if not args.references:
-        return None, None, 50.0
+        return None, None, 50.0, 0.05
     from harness.comparison.references import find_reference
 
     spec = {"quant_algo": quant.get("algo"), "kv_cache_quant_algo": quant.get("kv_cache_algo")}
@@ -238,7 +240,7 @@ def reference_score(args, model: str, quant: dict):
     for name in (model, Path(model).name):
         try:
             ref = find_reference(args.references, name, args.task, spec)
-            return ref.accuracy, f"{ref.source} [{name}]", ref.sigma
+            return ref.accuracy, f"{ref.source} [{name}]", ref.sigma, ref.alpha
         except HarnessError as exc:
             last = exc
     raise last

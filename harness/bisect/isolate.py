@@ -15,7 +15,9 @@ from harness.bisect.state import BisectState
 def strip_to_minimal(ctx: BisectContext, state: BisectState) -> str:
     """Phase 3's first step; returns the minimal config's verdict."""
     ctx.phase("phase 3: strip to minimal")
-    step = ctx.judge(ctx.minimal_user, "3", "minimal config (every strippable knob off)", on=[], base="full")
+    step = ctx.judge(ctx.minimal_user, "3", "minimal config (every strippable knob off)", on=[], base="full",
+                     alpha=ctx.search_alpha)
+    ctx.calibrate_from(step, "the minimal config vs the reference (Phase 3)")
     state.phases["3"] = {"step": step.index, "verdict": step.verdict, "score": step.score,
                          "stripped": [k.name for k in ctx.plan.togglable], "config": ctx.minimal_user,
                          "core_path_bug": step.verdict == "regressed"}
@@ -34,7 +36,8 @@ class KnobSearch:
         names = self.plan.closure(on)
         if names in self.memo:
             return self.memo[names]
-        step = self.ctx.judge(self.plan.config(self.ctx.user, names), "search", purpose, on=names, base="auto")
+        step = self.ctx.judge(self.plan.config(self.ctx.user, names), "search", purpose, on=names, base="auto",
+                              alpha=self.ctx.search_alpha)
         self.memo[names] = step.outcome
         return step.outcome
 

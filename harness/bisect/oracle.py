@@ -7,10 +7,11 @@ run's on the same samples (``harness.comparison.verdict.compare_runs``): ``regre
 * ``unresolved`` (the engine crashed, hung, ran out of memory): the evaluation is run once more
   (the store never serves an unresolved result from the cache, so the retry really runs). If it
   is still unresolved the step is ``untestable`` - never a pass.
-* ``inconclusive`` (not enough evidence either way): the step is re-run once with more samples
-  (``ESCALATE_FACTOR`` times as many, capped at what the data set holds), together with the
-  reference at the same sample count, and judged again. If the data set has no more samples, or
-  the larger run is still inconclusive, the step is ``untestable``. Searching on an untestable
+* ``inconclusive`` (not enough evidence either way): the step is re-run once at the sample count
+  the comparison says would decide it (``n_needed``, from the variance it observed, plus
+  ``ESCALATE_MARGIN``; capped at what the data set holds), together with the reference at the same
+  sample count, and judged again. If the data set has no more samples, the count cannot be sized,
+  or the larger run is still inconclusive, the step is ``untestable``. Searching on an untestable
   step never reads it as a pass (``harness.bisect.search``).
 
 Every judged step becomes a ``Step`` in the trail the report shows.
@@ -24,7 +25,7 @@ from typing import Callable
 from harness.bisect.search import FAIL, PASS, UNTESTABLE
 from harness.evaluation.spec import EvalResult, EvalSpec
 
-ESCALATE_FACTOR = 4
+ESCALATE_MARGIN = 1.15  # n_needed is an estimate from a noisy sample: aim a little above it
 VERDICT_OUTCOME = {"regressed": FAIL, "same": PASS, "improved": PASS}
 
 
@@ -124,9 +125,9 @@ class Oracle:
 
     # -- judging ----------------------------------------------------------------------------
     def judge(self, spec: EvalSpec, phase: str, purpose: str, on=None, diff_base=None, config_diff=None,
-              record: bool = True, result: tuple[EvalResult, int] | None = None) -> Step:
+              record: bool = True, result: tuple[EvalResult, int] | None = None, alpha: float | None = None) -> Step:
         """Evaluate ``spec`` (or take its ``result`` = (EvalResult, attempts) already evaluated) and judge
-        it against the reference at the same sample count."""
+        it against the reference at the same sample count (at ``alpha``, default the run's)."""
         t0 = time.monotonic()
         step = Step(index=len(self.steps) + 1, phase=phase, purpose=purpose, backend=spec.backend,
                     model=spec.model, samples=spec.samples, on=list(on) if on is not None else None,
@@ -135,17 +136,17 @@ class Oracle:
         step.attempts = attempts
         self._fill(step, res)
         if res.status == "ok":
-            comp = self._compare(spec.samples, res, step)
+            comp = self._compare(spec.samples, res, step, alpha)
             step.verdict = comp.verdict if comp is not None else "unresolved"
             if step.verdict == "inconclusive" and self.escalate:
-                bigger = self._escalated_samples(spec.samples)
+                bigger = self._escalated_samples(spec.samples, getattr(comp, "n_needed", None))
                 if bigger is not None:
                     big_spec = replace(spec, samples=bigger)
                     res2, att2 = self.run(big_spec)
                     step.attempts += att2
                     step.escalated_to = bigger
                     self._fill(step, res2)
-                    comp = self._compare(bigger, res2, step) if res2.status == "ok" else None
+                    comp = self._compare(bigger, res2, step, alpha) if res2.status == "ok" else None
                     step.verdict = comp.verdict if comp is not None else "unresolved"
             step.comparison = _comparison_dict(comp)
             step.summary = _summary_lines(comp)
@@ -177,17 +178,20 @@ class Oracle:
         step.n = (res.metrics or {}).get("n", len(res.records) if res.records else None)
         object.__setattr__(step, "_result", res)
 
-    def _compare(self, samples, res: EvalResult, step: Step):
+    def _compare(self, samples, res: EvalResult, step: Step, alpha: float | None = None):
         ref, _ = self.reference(samples)
         step.ref_score = (ref.metrics or {}).get("score")
         if ref.status != "ok":
             return None
-        return self.compare(ref.records, res.records)
+        if alpha is None:
+            return self.compare(ref.records, res.records)
+        return self.compare(ref.records, res.records, alpha=alpha)
 
-    def _escalated_samples(self, n: int | None) -> int | None:
-        if n is None or self.available is None:
+    def _escalated_samples(self, n: int | None, needed: int | None) -> int | None:
+        """The sample count an inconclusive step is re-run at, or None (untestable)."""
+        if n is None or self.available is None or not needed:
             return None
         avail = self.available()
-        if avail is None or avail <= n:
+        if not avail or avail <= n:
             return None
-        return min(n * ESCALATE_FACTOR, avail)
+        return min(avail, max(n + 1, int(needed * ESCALATE_MARGIN) + 1))

@@ -58,14 +58,16 @@ class Bisector:
     def trail(self) -> list[Step]:
         return self.oracle.steps
 
-    def _compare(self, ref_records, cand_records):
+    def _compare(self, ref_records, cand_records, alpha: float | None = None):
         if self._compare_fn is not None:
             return self._compare_fn(ref_records, cand_records, noise=self.noise)
         from harness.comparison.verdict import VerdictOptions, compare_runs
 
-        return compare_runs(ref_records, cand_records, noise=self.noise,
-                            options=VerdictOptions(alpha=self.inp.alpha, min_effect=self.inp.min_effect,
-                                                   on_invalid="unresolved"),
+        tolerance, source = self.ctx.kl_settings
+        kl = {"kl_tolerance": tolerance, "kl_tolerance_source": source} if tolerance is not None else {}
+        options = VerdictOptions(alpha=self.inp.alpha if alpha is None else alpha, min_effect=self.inp.min_effect,
+                                 on_invalid="unresolved", **kl)
+        return compare_runs(ref_records, cand_records, noise=self.noise, options=options,
                             labels=(self.inp.backend_ref, self.inp.backend))
 
     @property
@@ -112,5 +114,9 @@ class Bisector:
                            "search from")
 
     def finish(self) -> BisectState:
+        from harness.bisect.calibration import decision_counts
+
+        self.state.phases["calibration"] = self.ctx.calibration or {"measured": False}
+        self.state.phases["decisions"] = decision_counts(self.state.trail, self.ctx.search_alpha)
         self.state.next_steps = prescribe(self.state)
         return self.state

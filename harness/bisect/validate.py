@@ -70,7 +70,8 @@ def _checks(ctx: BisectContext, ref: EvalResult, cand: EvalResult) -> list[Check
     checks.append(check_accuracy(ref.records, inp.task, score_of(ref)))
     if inp.reference_score is not None and score_of(ref) is not None:
         checks.append(check_reference_score(score_of(ref), len(ref.records), inp.reference_score,
-                                            inp.reference_source or "given", sigma=inp.reference_sigma))
+                                            inp.reference_source or "given", sigma=inp.reference_sigma,
+                                            alpha=inp.reference_alpha))
     return checks
 
 

@@ -23,7 +23,9 @@ class EvalSpec:
     sampling: dict = field(default_factory=dict)  # SamplingSpec overrides
     plugins: list[str] = field(default_factory=list)
     label: str = ""  # human-readable name; not part of the cache key
-    sample_ids: list[str] | None = None  # restrict to these ids (after drawing), in this order
+    # an ordered pool of sample ids: the spec's samples are the first ``samples`` of them (all when
+    # None), taken from the whole data set instead of the task's own draw (a fresh, disjoint prompt set)
+    sample_ids: list[str] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,10 +90,11 @@ def build_samples(spec: EvalSpec):
                            _dataset_stamp(spec.dataset)], sort_keys=True, default=str)
     samples = _SAMPLES_MEMO.get(memo_key)
     if samples is None:
-        samples = task.samples(spec.dataset, spec.samples, spec.seed, opts)
-        if spec.sample_ids is not None:
-            by_id = {s.id: s for s in samples}
-            samples = [by_id[i] for i in spec.sample_ids if i in by_id]
+        if spec.sample_ids is None:
+            samples = task.samples(spec.dataset, spec.samples, spec.seed, opts)
+        else:  # a pool of ids: the first `samples` of them that the data set holds
+            by_id = {s.id: s for s in task.samples(spec.dataset, None, spec.seed, opts)}
+            samples = [by_id[i] for i in spec.sample_ids if i in by_id][:spec.samples]
         if len(_SAMPLES_MEMO) > 64:
             _SAMPLES_MEMO.clear()
         _SAMPLES_MEMO[memo_key] = samples
