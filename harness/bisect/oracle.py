@@ -10,8 +10,9 @@ run's on the same samples (``harness.comparison.verdict.compare_runs``): ``regre
 * ``inconclusive`` (not enough evidence either way): the step is re-run once at the sample count
   the comparison says would decide it (``n_needed``, from the variance it observed, plus
   ``ESCALATE_MARGIN``; capped at what the data set holds), together with the reference at the same
-  sample count, and judged again. If the data set has no more samples, the count cannot be sized,
-  or the larger run is still inconclusive, the step is ``untestable``. Searching on an untestable
+  sample count, and judged again (at most ``MAX_ESCALATIONS`` times, each sized on the larger run).
+  If the data set has no more samples, the count cannot be sized, or the largest run is still
+  inconclusive, the step is ``untestable``. Searching on an untestable
   step never reads it as a pass (``harness.bisect.search``).
 
 Every judged step becomes a ``Step`` in the trail the report shows.
@@ -26,6 +27,7 @@ from harness.bisect.search import FAIL, PASS, UNTESTABLE
 from harness.evaluation.spec import EvalResult, EvalSpec
 
 ESCALATE_MARGIN = 1.15  # n_needed is an estimate from a noisy sample: aim a little above it
+MAX_ESCALATIONS = 2  # re-sizing once more from the larger run's own variance
 VERDICT_OUTCOME = {"regressed": FAIL, "same": PASS, "improved": PASS}
 
 
@@ -138,16 +140,8 @@ class Oracle:
         if res.status == "ok":
             comp = self._compare(spec.samples, res, step, alpha)
             step.verdict = comp.verdict if comp is not None else "unresolved"
-            if step.verdict == "inconclusive" and self.escalate:
-                bigger = self._escalated_samples(spec.samples, getattr(comp, "n_needed", None))
-                if bigger is not None:
-                    big_spec = replace(spec, samples=bigger)
-                    res2, att2 = self.run(big_spec)
-                    step.attempts += att2
-                    step.escalated_to = bigger
-                    self._fill(step, res2)
-                    comp = self._compare(bigger, res2, step, alpha) if res2.status == "ok" else None
-                    step.verdict = comp.verdict if comp is not None else "unresolved"
+            if self.escalate:
+                comp = self._escalate(spec, step, comp, alpha)
             step.comparison = _comparison_dict(comp)
             step.summary = _summary_lines(comp)
         else:
@@ -157,6 +151,24 @@ class Oracle:
         if record:
             self.record(step)
         return step
+
+    def _escalate(self, spec: EvalSpec, step: Step, comp, alpha: float | None):
+        """Re-run an inconclusive step at the sample count its comparison says would decide it, up to
+        ``MAX_ESCALATIONS`` times (a count sized on a small sample can fall short)."""
+        n = spec.samples
+        for _ in range(MAX_ESCALATIONS):
+            if step.verdict != "inconclusive":
+                break
+            bigger = self._escalated_samples(n, getattr(comp, "n_needed", None))
+            if bigger is None:
+                break
+            res, attempts = self.run(replace(spec, samples=bigger))
+            step.attempts += attempts
+            step.escalated_to = n = bigger
+            self._fill(step, res)
+            comp = self._compare(bigger, res, step, alpha) if res.status == "ok" else None
+            step.verdict = comp.verdict if comp is not None else "unresolved"
+        return comp
 
     def record(self, step: Step) -> None:
         step.index = len(self.steps) + 1
