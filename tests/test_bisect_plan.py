@@ -95,6 +95,7 @@ def test_shipped_ablation_plans_load():
 @dataclass
 class Cmp:
     verdict: str
+    n_needed: int | None = None  # what an inconclusive comparison says would decide it
 
     def to_dict(self):
         return {"verdict": self.verdict}
@@ -117,7 +118,8 @@ class FakeRunner:
 
 
 def compare(ref, cand):
-    return Cmp(cand[0]["v"])
+    v = cand[0]["v"]
+    return Cmp(v, n_needed=cand[0].get("needed", 340) if v == "inconclusive" else None)
 
 
 def oracle(script, available=400):
@@ -136,13 +138,18 @@ def test_unresolved_is_retried_once_then_untestable():
     assert step.verdict == "regressed" and step.outcome == FAIL and step.attempts == 2
 
 
-def test_inconclusive_is_rerun_with_more_samples():
-    o, r = oracle({("cand", 100): ["inconclusive"], ("cand", 400): ["same"]})
+def test_inconclusive_is_rerun_at_the_sample_count_that_would_decide_it():
+    # the comparison says 340 samples would decide it: re-run a little above that (391), with the reference
+    o, r = oracle({("cand", 100): ["inconclusive"], ("cand", 391): ["same"]})
     step = o.judge(EvalSpec(backend="ad", model="m", samples=100, label="cand"), "search", "p")
-    assert step.escalated_to == 400 and step.verdict == "same" and step.outcome == PASS
-    assert ("ref (n=400)", 400) in r.calls  # the reference at the same, larger sample count
-    o, r = oracle({("cand", 100): ["inconclusive"], ("cand", 400): ["inconclusive"]})
-    assert o.judge(EvalSpec(backend="ad", model="m", samples=100, label="cand"), "s", "p").outcome == UNTESTABLE
+    assert step.escalated_to == 391 and step.verdict == "same" and step.outcome == PASS
+    assert ("ref (n=391)", 391) in r.calls  # the reference at the same, larger sample count
+    # still inconclusive: sized again on the larger run (below it: doubled, capped by the data set), then
+    # untestable after the second escalation
+    o, r = oracle({("cand", None): ["inconclusive"]})
+    step = o.judge(EvalSpec(backend="ad", model="m", samples=100, label="cand"), "s", "p")
+    assert step.outcome == UNTESTABLE and step.escalated_to == 400
+    assert [s for label, s in r.calls if label == "cand"] == [100, 391, 400]
     o, r = oracle({("cand", 100): ["inconclusive"]}, available=100)  # the data set has no more samples
     step = o.judge(EvalSpec(backend="ad", model="m", samples=100, label="cand"), "s", "p")
     assert step.outcome == UNTESTABLE and step.escalated_to is None

@@ -56,7 +56,7 @@ def test_measures():
 
 
 def test_same_as_reference_is_no_pattern():
-    ref = reference_run()
+    ref = reference_run(n=600)  # enough pairs for the verdict's equivalence test
     c = classify([dict(r) for r in ref], reference_records=ref)
     assert c.label == "no_pattern", c.summary_lines()
     assert c.evidence["verdict_vs_reference"] == "same"

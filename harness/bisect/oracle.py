@@ -206,4 +206,5 @@ class Oracle:
         avail = self.available()
         if not avail or avail <= n:
             return None
-        return min(avail, max(n + 1, int(needed * ESCALATE_MARGIN) + 1))
+        target = int(needed * ESCALATE_MARGIN) + 1
+        return min(avail, target if target > n else 2 * n)  # sized below n yet undecided: double it
