@@ -1,7 +1,7 @@
 """The fake tensorrt_llm for tests: materialize it (API era, planted fault, log format) and put it on sys.path.
 
     site = make_fake(tmp_path, era="merged", fault={"transform": "fuse_rmsnorm"})
-    site = make_fake(tmp_path, fault={"attn_backend": "trtllm", "kind": "attn_scale", "scale": 4.0})
+    site = make_fake(tmp_path, fault={"attn_backend": "trtllm", "kind": "attn_scale", "scale": 0.0})
     # put ``site`` first on sys.path / PYTHONPATH; ``import tensorrt_llm`` then loads the fake.
 
 The package tree lives in tests/fake_trtllm/ (never put that directory itself on sys.path: only a

@@ -125,7 +125,9 @@ class EmulatorBackend(Backend):
 
     def core_alternatives(self, resolved: dict) -> list[dict]:
         """One attention backend per kernel the current one does not use (harness/backends/emulator/attention.py),
-        then the other compile backends, cheapest first. The emulator has no KV-cache dtype."""
+        then one compiled backend: the emulator's compiled backends share one lowering
+        (harness/backends/emulator/compile.py), so torch-cudagraph stands for all of them without a CPU
+        torch.compile. The emulator has no KV-cache dtype."""
         from harness.backends.emulator.attention import KERNELS
         from harness.backends.emulator.compile import COMPILE_BACKENDS
 
@@ -137,9 +139,9 @@ class EmulatorBackend(Backend):
                 kernels.add(KERNELS[name])
                 rungs.append({"axis": "attn_backend", "from": ab, "value": name, "config": {"attn_backend": name}})
         cb = str(resolved.get("compile_backend") or "torch-simple")
-        for name in ("torch-cudagraph", "torch-compile", "torch-opt"):
-            if name != cb and name in COMPILE_BACKENDS:
-                rungs.append({"axis": "compile_backend", "from": cb, "value": name, "config": {"compile_backend": name}})
+        if cb == "torch-simple" and "torch-cudagraph" in COMPILE_BACKENDS:
+            rungs.append({"axis": "compile_backend", "from": cb, "value": "torch-cudagraph",
+                          "config": {"compile_backend": "torch-cudagraph"}})
         return rungs
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
