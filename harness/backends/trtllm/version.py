@@ -516,9 +516,9 @@ def unchecked_key_notes(config: dict) -> list[str]:
     known = set(data.get("mixin") or []) | set(data.get("torch_llm_args_subset") or [])
     for fields in (data.get("ad_own") or {}).values():
         known |= set(fields)
-    keys = [k for k in (config or {}) if k != "plugins"]
-    notes = [f"tensorrt_llm is not installed here: the {len(keys)} top-level config key(s) are checked against "
-             "AD LlmArgs fields of the versions read, not the installed one (the worker checks that)"]
+    keys = [k for k in (config or {}) if k not in ("plugins", "transforms")]  # transform names: the default.yaml's
+    notes = [f"tensorrt_llm is not installed here: the {len(keys)} top-level config key(s) besides transforms are "
+             "checked against AD LlmArgs fields of the versions read, not the installed one (the worker checks that)"]
     for k in keys:
         if k not in known:
             close = difflib.get_close_matches(k, sorted(known), n=3)
