@@ -95,5 +95,5 @@ def prescribe(state: BisectState) -> list[str]:
     """The run's next steps, from its outcome, culprits, Phase-2 label and Phase 4 findings."""
     label_step = (state.phases.get("2") or {}).get("next_step")
     ladder = (state.phases.get("ladder") or {}).get("finding")
-    extra = ([f"Core-path ladder: {ladder}"] if ladder else []) + phase4_findings(state.phases)
-    return next_steps(state.outcome or "unexplained", state.culprits, label_step, extra)
+    first = [f"Core-path ladder: {ladder}"] if ladder else []  # the most specific finding of a core-path run
+    return first + next_steps(state.outcome or "unexplained", state.culprits, label_step, phase4_findings(state.phases))
