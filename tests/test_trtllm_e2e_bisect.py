@@ -1,4 +1,4 @@
-"""The issue's "done when": full `bisect --backend-ref trtllm-pt --backend trtllm-ad` runs on CPU, through the real
+"""Acceptance runs: full `bisect --backend-ref trtllm-pt --backend trtllm-ad` runs on CPU, through the real
 adapter code and worker processes, against the fake tensorrt_llm (current AD log format by default):
 a faulty transform is named, the report shows per-transform matches, transforms the full run reported skipped
 are never switched on in a search probe; a fault in an attention backend's kernel is found by the core-path

@@ -159,3 +159,32 @@ def test_pruning_keeps_only_knobs_that_did_something(v):
     assert plan.worst_case < before
     assert all(d["evidence"] for d in pruned)
     assert "no effect on this model" in plan.render()
+
+
+def test_weight_loading_is_kept_in_any_stage_and_export_onnx_is_a_stage():
+    """knob_categories.yaml: load_weights / move_inputs_to_device / strip_sharding_hints are stage weight_load,
+    sync_tied_weights is post_load_fusion (default.yaml@fa19b8ca): all keep. export_onnx is a stage of the newest
+    Stages enum, between visualize and compile."""
+    from harness.config.catalogue import STAGES
+
+    cat = Catalogue({"transforms": {"sync_tied_weights": {"stage": "post_load_fusion"},
+                                    "load_weights": {"stage": "weight_load"},
+                                    "export_to_onnx": {"stage": "export_onnx"},
+                                    "fuse_rmsnorm": {"stage": "post_load_fusion"}}})
+    assert cat.category_of("sync_tied_weights") == "keep" and cat.category_of("load_weights") == "keep"
+    assert cat.category_of("fuse_rmsnorm") == "fusion"
+    assert STAGES.index("cache_init") < STAGES.index("visualize") < STAGES.index("export_onnx") < STAGES.index("compile")
+    assert cat.ordered(["fuse_rmsnorm", "export_to_onnx", "load_weights"]) == ["load_weights", "fuse_rmsnorm",
+                                                                              "export_to_onnx"]
+
+
+def test_attn_backend_is_a_knob_only_when_the_config_changes_it():
+    _, cat = _files("newest_16e9bea0")
+    assert "attn_backend" not in build_plan(cat, {}).knob_names
+    plan = build_plan(cat, {"attn_backend": "flashinfer"})
+    knob = plan.knob("attn_backend")
+    assert (knob.category, knob.full, knob.minimal) == ("attention", "flashinfer", "trtllm")
+    from harness.config import resolve
+
+    minimal = resolve(cat, plan.config({"attn_backend": "flashinfer"}, ()))
+    assert minimal["transforms"]["insert_cached_attention"]["backend"] == "trtllm"
