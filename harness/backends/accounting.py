@@ -48,6 +48,24 @@ def _same(a, b) -> bool:
     return str(a) == str(b)
 
 
+def status_of(rec: dict) -> str | None:
+    """A per-transform record's normalised status (applied | skipped | disabled | failed | not_seen), derived from
+    the older keys (``enabled`` / ``skipped`` / ``applied`` / ``num_matches``) for records stored without one."""
+    if rec.get("status"):
+        return str(rec["status"])
+    if rec.get("enabled") is False:
+        return "disabled"
+    if "applied" in rec:
+        return "applied" if rec["applied"] else "skipped"
+    if rec.get("skipped") is True:
+        return "skipped"
+    try:
+        n = rec.get("num_matches")
+        return None if n is None else ("applied" if int(n) > 0 else "skipped")
+    except (TypeError, ValueError):
+        return None
+
+
 def _records(info: dict) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for r in (info or {}).get("transforms") or []:
@@ -60,10 +78,10 @@ def _transform_row(key: str, value, rec: dict | None, validated: dict, any_recor
     name, opt = key.split(".", 2)[1], key.split(".", 2)[2]
     if opt != "enabled" and opt in validated and not _same(validated[opt], value):
         return _row(key, value, "FAILED", f"the engine's validated config has {name}.{opt}={validated[opt]!r}")
-    if rec is None or rec.get("status") == "not_seen":
+    if rec is None or status_of(rec) in (None, "not_seen"):
         why = "no log line for this transform" if any_records else "no per-transform records were captured"
         return _row(key, value, "UNKNOWN", why)
-    status, evidence = rec.get("status"), str(rec.get("evidence") or "")
+    status, evidence = status_of(rec), str(rec.get("evidence") or "")
     if opt == "enabled" and value is False:
         if status == "disabled":
             return _row(key, value, "DISABLED", evidence)

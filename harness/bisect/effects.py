@@ -16,24 +16,10 @@ top-level ``info`` keys when the engine reports them.
 """
 from __future__ import annotations
 
+from harness.backends.accounting import status_of
+
 SETTINGS = ("compile_backend", "world_size", "attn_backend")
-
-
-def status_of(rec: dict) -> str | None:
-    """The record's normalised status (derived from the legacy keys for records that lack one)."""
-    if rec.get("status"):
-        return str(rec["status"])
-    if rec.get("enabled") is False:
-        return "disabled"
-    if "applied" in rec:
-        return "applied" if rec["applied"] else "skipped"
-    if rec.get("skipped") is True:
-        return "skipped"
-    try:
-        n = rec.get("num_matches")
-        return None if n is None else ("applied" if int(n) > 0 else "skipped")
-    except (TypeError, ValueError):
-        return None
+__all__ = ["SETTINGS", "status_of", "transform_records", "knob_effects", "effect_warnings"]
 
 
 def transform_records(info: dict) -> dict[str, dict]:
