@@ -13,6 +13,8 @@ CONFIGS = REPO_ROOT / "configs"
 EMULATOR_DEFAULT_YAML = CONFIGS / "emulator" / "default.yaml"
 DEMO_CONFIG = CONFIGS / "demo" / "ad_demo.yaml"
 KNOB_CATEGORIES = CONFIGS / "knob_categories.yaml"
+TRTLLM_LOG_PATTERNS = CONFIGS / "trtllm" / "config_log_patterns.yaml"
+TRTLLM_KNOWN_FIELDS = CONFIGS / "trtllm" / "llm_args_fields.yaml"
 
 # Relative to $LLM_MODELS_ROOT, as TensorRT-LLM's accuracy tests look them up
 # (tests/integration/defs/accuracy/accuracy_core.py: DATASET_DIR).

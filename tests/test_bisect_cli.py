@@ -142,3 +142,44 @@ def test_phase5_breakdown_overlaps_the_search_on_a_fresh_run(tmp_path):
     assert fresh["computed"] == "background" and rerun["computed"] == "inline"
     assert fresh["breakdown"]["flags"] == rerun["breakdown"]["flags"]
     assert fresh["per_subject"] == rerun["per_subject"]
+
+
+def test_dry_run_trtllm_ad_without_tensorrt_llm_checks_the_keys_it_can(tmp_path, capsys, monkeypatch):
+    """No tensorrt_llm here: the installed LlmArgs is unknown, so --dry-run says so and checks the keys against the
+    fields of the versions read (configs/trtllm/llm_args_fields.yaml) instead of skipping them silently."""
+    from harness.paths import REPO_ROOT
+
+    monkeypatch.setenv("HARNESS_AD_DEFAULT_YAML", "")
+    monkeypatch.delenv("HARNESS_AD_DEFAULT_YAML")
+    default = REPO_ROOT / "tests" / "fixtures" / "trtllm_versions" / "newest_16e9bea0" / "tensorrt_llm" / "_torch" / \
+        "auto_deploy" / "config" / "default.yaml"
+    cfg = tmp_path / "ad.yaml"
+    cfg.write_text("max_seq_lenn: 4096\nfree_mem_ratio: 0.8\ntransforms:\n  fuse_rmsnorm: {enabled: true}\n")
+    rc = main(["bisect", "--backend", "trtllm-ad", "--backend-ref", "hf", "--default-yaml", str(default),
+               "--config", str(cfg), "--dry-run", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "note: tensorrt_llm is not installed here: the 2 top-level config key(s) besides transforms are checked" in out
+    assert "config key 'max_seq_lenn' is not an LlmArgs field in any TensorRT-LLM version read; did you mean " \
+           "max_seq_len" in out
+    assert "'free_mem_ratio' is not" not in out  # a real field (AutoDeployConfig era)
+    assert "knobs searched (23" in out
+
+
+@needs_demo
+def test_dry_run_after_a_run_prunes_with_the_stored_full_run(tmp_path, capsys):
+    from bisect_helpers import bisect_inprocess
+
+    store = tmp_path / "store"
+    config = "transforms:\n  optimize_rope: {fault: rope_applied_twice}\n"
+    bisect_inprocess(tmp_path, store, config, samples="12")
+    capsys.readouterr()
+    rc = main(["bisect", "--config", str(tmp_path / "ad.yaml"), "--samples", "12", "--dry-run", "--cache-dir",
+               str(store), "--out", str(tmp_path / "reports")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "pruned with the stored full-candidate run" in out
+    searched_part, pruned_part = out.split("knobs searched")[1].split("no effect on this model, not searched")
+    assert "fuse_fp8_linear" in pruned_part and "fuse_fp8_linear" not in searched_part
+    searched = out.split("knobs searched (")[1].split(",")[0]
+    assert int(searched) < 8

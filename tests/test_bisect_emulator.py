@@ -63,3 +63,51 @@ def test_attention_scale_without_plan_is_a_core_path_bug(tmp_path, store):
     assert s["outcome"] == "core_path" and s["culprits"] == []
     assert s["phases"]["3"]["core_path_bug"] is True
     assert any("core path" in x for x in s["next_steps"])
+
+
+def test_core_path_ladder_names_the_faulty_attention_backend(tmp_path, store):
+    """A bug in the trtllm attention kernel survives the minimal config; the ladder switches the attention
+    backend on the minimal config and the first other kernel recovers."""
+    from pathlib import Path
+
+    from harness.paths import CONFIGS
+
+    s = bisect(tmp_path, store, (CONFIGS / "demo" / "ad_demo_core_path.yaml").read_text())
+    assert s["outcome"] == "core_path" and s["phases"]["3"]["core_path_bug"] is True
+    ladder = s["phases"]["ladder"]
+    assert ladder["recovered"] == {**ladder["recovered"], "axis": "attn_backend", "from": "trtllm", "value": "flashinfer"}
+    assert ladder["tried"] == 1 and ladder["offered"] >= 3
+    assert "trtllm attention backend" in s["headline"]
+    assert any("Core-path ladder: attention backend trtllm is the suspect" in x for x in s["next_steps"])
+    ladder_steps = [t for t in s["trail"] if t["phase"] == "ladder"]
+    assert [t["config_diff"] for t in ladder_steps] == [["attn_backend: trtllm -> flashinfer",
+                                                         "transforms.insert_cached_attention.backend: trtllm -> flashinfer"]]
+    report = (Path(s["_dir"]) / "report.md").read_text()
+    assert "## Core-path ladder" in report and "attn_backend: trtllm -> flashinfer | same" in report
+    assert "attn_backend: flashinfer" in (Path(s["_dir"]) / "repro" / "confirming.yaml").read_text()
+
+
+def test_no_op_knobs_are_pruned_and_never_switched_on(tmp_path, store):
+    """On the unquantized demo model the FP8/NVFP4 fusions have nothing to do: the full run reports them
+    skipped, the plan lists them as no effect, and no search probe switches them on."""
+    from pathlib import Path
+
+    from harness.paths import CONFIGS
+
+    s = bisect(tmp_path, store, (CONFIGS / "demo" / "ad_demo.yaml").read_text())
+    assert s["outcome"] == "culprit" and [c["knobs"] for c in s["culprits"]] == [["optimize_rope"]]
+    pruned = {d["name"]: d for d in s["phases"]["prune"]["no_effect"]}
+    assert {"fuse_fp8_linear", "fuse_nvfp4_linear", "eliminate_redundant_transposes"} <= set(pruned)
+    assert pruned["fuse_fp8_linear"]["evidence"] == "0 matches: nothing of this kind in the model"
+    assert not set(pruned) & set(s["plan"]["knobs"][i]["name"] for i in range(len(s["plan"]["knobs"])))
+    assert {d["name"] for d in s["plan"]["no_effect"]} == set(pruned)
+    for step in s["trail"]:
+        if step["phase"] == "search":
+            assert not set(pruned) & set(step["on"] or [])
+            assert not any(f"transforms.{n}.enabled: False -> True" in d for n in pruned for d in step["config_diff"])
+    report = (Path(s["_dir"]) / "report.md").read_text()
+    assert "No effect on this model, not searched" in report and "fuse_fp8_linear (quant_fusion)" in report
+    rows = {r["key"]: r["status"] for r in s["config_accounting"]["rows"]}
+    assert rows["transforms.optimize_rope.enabled"] == "APPLIED" and rows["transforms.fuse_fp8_linear.enabled"] == "SKIPPED"
+    assert rows["compile_backend"] == "APPLIED" and rows["transforms.optimize_rope.fault"] == "APPLIED"
+    assert "## Did it apply?" in report

@@ -117,3 +117,26 @@ def test_clean_demo_config_is_bit_exact(ref):
 
     res = _eval("ad-emulator", load_yaml(CONFIGS / "demo" / "ad_demo_clean.yaml"))
     assert max_logprob_diff(ref, res) == 0.0
+
+
+def test_records_carry_the_normalised_status_and_evidence(ref):
+    """The per-transform record contract (harness/bisect/effects.py): status, num_matches, stage, transform,
+    evidence; skip_on_error turns a failure into ``failed`` with the error as evidence."""
+    from harness.evaluation.run import run_evaluation
+    from harness.evaluation.spec import EvalSpec
+
+    plugin = str(Path(__file__).resolve().parent / "plugins" / "crash_plugin.py")
+    cfg = {"plugins": [plugin], "transforms": {"optimize_rope": {"enabled": False},
+                                               "crash_fusion": {"mode": "raise_without_rope", "skip_on_error": True}}}
+    res = run_evaluation(EvalSpec(backend="ad-emulator", model=str(DEMO_MODEL), task="mmlu", samples=4, config=cfg))
+    assert res.status == "ok", res.error
+    recs = {r["transform"]: r for r in res.info["transforms"]}
+    for r in recs.values():
+        assert r["status"] in ("applied", "skipped", "disabled", "failed")
+        assert {"stage", "transform", "num_matches", "evidence", "enabled", "skipped"} <= set(r)
+    assert recs["fuse_rmsnorm"]["status"] == "applied" and recs["fuse_rmsnorm"]["evidence"] == "5 matches"
+    assert recs["fuse_fp8_linear"]["status"] == "skipped"
+    assert recs["optimize_rope"]["status"] == "disabled"
+    assert recs["crash_fusion"]["status"] == "failed"
+    assert "crash_fusion needs optimize_rope" in recs["crash_fusion"]["evidence"]
+    assert res.info["transform_configs"]["crash_fusion"]["mode"] == "raise_without_rope"

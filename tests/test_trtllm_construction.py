@@ -152,3 +152,24 @@ def test_pt_open_through_fake(fake, tiny_model):
     assert info["pt_kwargs"] == {"model": tiny_model, "max_batch_size": 16}
     assert info["backend"] == "trtllm-pt" and info["engine_version"] == "1.2.0rc2"
     assert eng.llm._shutdown  # shut down on close
+
+
+@pytest.mark.parametrize("era, mha", [("merged", ["flashinfer", "torch", "triton_paged"]),
+                                      ("autodeploy_config", ["flashinfer", "torch", "triton"])])
+def test_core_path_ladder_rungs_from_the_installed_registries(fake, era, mha):
+    """Attention rungs: the installed version's registered multi-head attention kernels other than the current
+    one (never its MLA / conv / residual cache backends); a KV-cache rung only for a non-auto dtype; compile rungs:
+    the other registered compile backends."""
+    fake(era)
+    backend = get_backend("trtllm-ad")
+    current = "trtllm" if era == "merged" else "triton"
+    rungs = backend.core_alternatives({"attn_backend": current, "compile_backend": "torch-simple"})
+    assert [r["value"] for r in rungs if r["axis"] == "attn_backend"] == [n for n in mha if n != current]
+    assert all(r["config"] == {"attn_backend": r["value"]} and r["from"] == current
+               for r in rungs if r["axis"] == "attn_backend")
+    assert [r["value"] for r in rungs if r["axis"] == "compile_backend"] == ["torch-compile", "torch-cudagraph",
+                                                                             "torch-opt"]
+    assert not [r for r in rungs if r["axis"] == "kv_cache_dtype"]
+    kv = backend.core_alternatives({"attn_backend": current, "kv_cache_config": {"dtype": "fp8"}})
+    assert [r for r in kv if r["axis"] == "kv_cache_dtype"] == [
+        {"axis": "kv_cache_dtype", "from": "fp8", "value": "auto", "config": {"kv_cache_config": {"dtype": "auto"}}}]

@@ -47,7 +47,10 @@ def test_answers_depend_on_the_enabled_transforms(fake):
 
     by = {t["transform"]: t for t in full.info["transforms"]}
     assert by["fuse_rmsnorm"]["enabled"] is True and by["fuse_rmsnorm"]["num_matches"] > 0
-    assert by["fuse_fp8_linear"]["num_matches"] == 0  # "enabled but matched 0 nodes" is visible
+    # like real FuseFP8Linear (skipped=(cnt == 0)): nothing to do on an unquantized model, and not a warning
+    assert by["fuse_fp8_linear"]["status"] == "skipped" and by["fuse_fp8_linear"]["skipped"] is True
+    assert by["fuse_rmsnorm"]["status"] == "applied" and "[SUMMARY] matches=" in by["fuse_rmsnorm"]["evidence"]
+    assert not any("fuse_fp8_linear" in w for w in full.info["warnings"])
     assert {t["transform"]: t for t in off.info["transforms"]}["fuse_rmsnorm"]["enabled"] is False
     assert full.info["generation"]["sampling_params"]["end_id"] == -1
     assert full.info["generation"]["logprobs"] == 20
@@ -73,4 +76,26 @@ def test_dump_graphs_dir_per_open(fake, tmp_path, monkeypatch):
         info = eng.info()
     d = Path(info["dump_graphs_dir"])
     assert d.parent == dumps.resolve() and d.name.startswith("full-")
-    assert sorted(p.name for p in d.iterdir())[0] == "001_factory_build_model.txt"
+    # utils/graph_writer.py@3286e126: NNN_<stage>_<transform>.txt, only once the model is a graph (from export on)
+    assert sorted(p.name for p in d.iterdir())[0] == "001_export_export_to_gm.txt"
+
+
+@pytest.mark.parametrize("log_format", ["summary", "legacy"])
+def test_both_log_formats_give_the_same_records_and_accounting(fake, monkeypatch, log_format):
+    fake("merged")
+    monkeypatch.setenv("FAKE_TRTLLM_LOG_FORMAT", log_format)
+    cfg = {"compile_backend": "torch-simple", "max_seq_len": 4096,
+           "transforms": {"fuse_fp8_linear": {"enabled": True}, "fuse_gemms": {"enabled": False},
+                          "compile_model": {"cuda_graph_batch_sizes": [1, 2, 4]}}}
+    r = _eval("trtllm-ad", cfg, n=8)
+    by = {t["transform"]: t for t in r.info["transforms"]}
+    assert {t["format"] for t in r.info["transforms"]} == {log_format}
+    assert by["detect_sharding"]["status"] == "skipped" and by["fuse_gemms"]["status"] == "disabled"
+    assert by["fuse_moe"]["status"] == "skipped" and by["fuse_moe"]["skipped"] is False  # matches=0, as fused_moe.py
+    rows = {row["key"]: row["status"] for row in r.info["config_accounting"]["rows"]}
+    assert rows == {"compile_backend": "APPLIED", "max_seq_len": "APPLIED", "transforms.fuse_fp8_linear.enabled": "SKIPPED",
+                    "transforms.fuse_gemms.enabled": "DISABLED",
+                    "transforms.compile_model.cuda_graph_batch_sizes": "APPLIED"}
+    # the user's cuda_graph_batch_sizes reached AD's validated config (copied to cuda_graph_config.batch_sizes,
+    # which AD's sync would otherwise write over it with its default-filled list)
+    assert r.info["transform_configs"]["compile_model"]["cuda_graph_batch_sizes"] == [1, 2, 4]

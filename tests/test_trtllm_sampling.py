@@ -99,6 +99,19 @@ def test_topk_logprob_dicts_become_top_and_answer_logprobs():
     assert comp.prompt_token_ids == [1, 2, 3] and comp.finish_reason == "length" and comp.text == " B"
 
 
+def test_tokenizer_without_convert_ids_to_tokens_drops_topk_with_a_warning():
+    class _EncodeOnly:  # e.g. a TensorRT-LLM tokenizer wrapper with no HF tokenizer inside
+        encode = _Tok.encode
+
+    Lp = lambda v, r: SimpleNamespace(logprob=v, rank=r)  # noqa: E731
+    rows = [{11: Lp(-0.1, 1), 10: Lp(-2.5, 2)}]
+    spec = SamplingSpec(max_tokens=1, top_logprobs=2, answer_continuations=[" A", " B"])
+    comps, cov = common.convert_outputs([_out([11], rows)], _EncodeOnly(), spec)
+    assert comps[0].top_logprobs is None  # dropped, the evaluation goes on
+    assert comps[0].answer_logprobs == {" A": -2.5, " B": -0.1}  # answer-letter evidence kept
+    assert any("no convert_ids_to_tokens" in w for w in cov["warnings"])
+
+
 def test_old_float_logprobs_are_sampled_token_only():
     spec = SamplingSpec(max_tokens=2, top_logprobs=5, answer_continuations=[" A", " B"])
     comp = common.to_completion(_out([11, 3], [-0.2, -0.7]), _Tok(), spec, {" A": 10, " B": 11})

@@ -98,6 +98,17 @@ class Backend:
                                f"{self.name!r}; drop --plugin")
         return Catalogue.from_yaml(default_yaml)
 
+    def check_config(self, config: dict, default_yaml: str | None = None) -> list[str]:
+        """Check a config before anything runs (unknown keys raise ``HarnessError``); returns notes, e.g.
+        what could not be checked. Default: nothing beyond the transform names bisect already checks."""
+        return []
+
+    def core_alternatives(self, resolved: dict) -> list[dict]:
+        """Rungs of the core-path ladder for a resolved (minimal) config, in the order to try them:
+        ``{"axis": "attn_backend" | "kv_cache_dtype" | "compile_backend", "from": current, "value": new,
+        "config": overlay}`` -- alternatives this backend's installed version has. Default: none."""
+        return []
+
     def version_key(self) -> dict:
         """Engine versions that can change outputs; part of the evaluation cache key.
 

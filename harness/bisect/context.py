@@ -34,6 +34,18 @@ def search_alpha(alpha: float, knobs: int) -> float:
     return alpha / ((math.ceil(math.log2(knobs)) if knobs > 1 else 0) + 2)
 
 
+def candidate_spec(inp, user_cfg: dict, label: str, model: str | None = None, samples: int | None = None,
+                   sample_ids: list[str] | None = None) -> EvalSpec:
+    """The candidate backend's spec for one configuration of this run (``BisectContext.cand_spec``)."""
+    from harness.bisect.protocol import paired_sampling
+
+    return EvalSpec(backend=inp.backend, model=model or inp.model, task=inp.task, config=user_cfg,
+                    dataset=inp.dataset, samples=inp.samples if samples is None else samples, seed=inp.seed,
+                    prompt_options=dict(inp.prompt_options), plugins=list(inp.plugins), label=label,
+                    sampling=paired_sampling(getattr(inp, "reference_protocol", "auto"), inp.task),
+                    sample_ids=sample_ids)
+
+
 class BisectContext:
     """``compare(ref_records, cand_records) -> Comparison`` judges one candidate against the reference
     (the orchestrator's, with the run's alpha, min_effect and noise floor ``self.noise``)."""
@@ -55,18 +67,22 @@ class BisectContext:
         self.calibration: dict | None = None  # the engine pair's measured noise (calibrate_from)
         self.warnings: list[str] = []  # knob settings that did not take effect, in the order found
         self.full_run: tuple[EvalResult, int] | None = None  # Phase 0's full-candidate run, reused by Phase 1
+        self.protocols: dict | None = None  # sampling protocols of the reference runs (harness/bisect/protocol.py)
         self.ref_spec = self._reference_spec()
         self.oracle = self.make_oracle(self.ref_spec)
         self._available = None
         self._judged: dict[tuple, Step] = {}  # (config hash, model, samples, oracle) -> first judgement
 
     def _reference_spec(self) -> EvalSpec:
+        from harness.bisect.protocol import paired_sampling
+
         inp, plan = self.inp, self.plan
         takes_ws = capabilities(inp.backend_ref).takes_world_size
         ref_cfg = {"world_size": plan.world_size} if takes_ws and plan.world_size > 1 else {}
         return EvalSpec(backend=inp.backend_ref, model=inp.model, task=inp.task, config=ref_cfg,
                         dataset=inp.dataset, samples=inp.samples, seed=inp.seed,
-                        prompt_options=dict(inp.prompt_options), label=f"reference {inp.backend_ref}")
+                        prompt_options=dict(inp.prompt_options), label=f"reference {inp.backend_ref}",
+                        sampling=paired_sampling(getattr(inp, "reference_protocol", "auto"), inp.task))
 
     # -- plumbing ---------------------------------------------------------------------------
     def make_oracle(self, ref_spec: EvalSpec) -> Oracle:
@@ -107,11 +123,7 @@ class BisectContext:
 
     def cand_spec(self, user_cfg: dict, label: str, model: str | None = None, samples: int | None = None,
                   sample_ids: list[str] | None = None) -> EvalSpec:
-        return EvalSpec(backend=self.inp.backend, model=model or self.inp.model, task=self.inp.task,
-                        config=user_cfg, dataset=self.inp.dataset,
-                        samples=self.inp.samples if samples is None else samples, seed=self.inp.seed,
-                        prompt_options=dict(self.inp.prompt_options), plugins=list(self.inp.plugins),
-                        label=label, sample_ids=sample_ids)
+        return candidate_spec(self.inp, user_cfg, label, model=model, samples=samples, sample_ids=sample_ids)
 
     # -- judging ----------------------------------------------------------------------------
     def judge(self, user_cfg: dict, phase: str, purpose: str, on=None, base: str = "minimal", model=None,

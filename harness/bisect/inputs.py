@@ -51,6 +51,8 @@ class BisectInputs:
     prompt_options: dict = field(default_factory=dict)
     quant: dict = field(default_factory=dict)
     moe: bool | None = None
+    config_notes: list[str] = field(default_factory=list)  # the candidate backend's check_config notes
+    reference_protocol: str = "auto"  # harness/bisect/protocol.py
 
     def identity(self) -> dict:
         """What makes two bisect runs the same run (the run directory name hashes it)."""
@@ -60,14 +62,16 @@ class BisectInputs:
                 "strategy": self.strategy, "ablation": self.ablation.to_dict() if self.ablation else None,
                 "unquantized_model": self.unquantized_model, "plugins": self.plugins, "aa_repeats": self.aa_repeats,
                 "alpha": self.alpha, "min_effect": self.min_effect, "default_yaml": self.default_yaml,
-                "prompt_options": self.prompt_options, "reference_score": self.reference_score}
+                "prompt_options": self.prompt_options, "reference_score": self.reference_score,
+                **({"reference_protocol": self.reference_protocol} if self.reference_protocol != "auto" else {})}
 
     def to_dict(self) -> dict:
         d = self.identity()
         d.update({"model": self.model, "config_path": self.config_path, "reference_source": self.reference_source,
                   "cache_dir": self.cache_dir, "use_cache": self.use_cache, "eval_timeout": self.eval_timeout,
                   "max_parallel": self.max_parallel, "executor": self.executor,
-                  "catalogue": getattr(self.catalogue, "source", None), "quant": self.quant, "moe": self.moe})
+                  "catalogue": getattr(self.catalogue, "source", None), "quant": self.quant, "moe": self.moe,
+                  "reference_protocol": self.reference_protocol})
         return d
 
 
@@ -128,7 +132,8 @@ def resolve_inputs(args) -> BisectInputs:
         eval_timeout=args.eval_timeout, max_parallel=args.max_parallel, quiet=args.quiet, dry_run=args.dry_run,
         ablation=ablation, unquantized_model=unquantized, plugins=cfg.plugins, plugin_transforms=cfg.plugin_transforms,
         aa_repeats=args.aa_repeats, alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
-        prompt_options=popts, quant=quant, moe=is_moe(model))
+        prompt_options=popts, quant=quant, moe=is_moe(model), config_notes=cfg.notes,
+        reference_protocol=getattr(args, "reference_protocol", None) or "auto")
 
 
 def check_backends(args):
@@ -162,6 +167,11 @@ def check_flags(args) -> None:
         raise HarnessError(f"--max-parallel must be >= 1, got {args.max_parallel}")
     if args.eval_timeout is not None and args.eval_timeout <= 0:
         raise HarnessError(f"--eval-timeout must be > 0 seconds, got {args.eval_timeout}")
+    from harness.bisect.protocol import PROTOCOLS
+
+    if (getattr(args, "reference_protocol", None) or "auto") not in PROTOCOLS:
+        raise one_of("--reference-protocol", args.reference_protocol, list(PROTOCOLS),
+                     "Pass --reference-protocol auto.")
 
 
 @dataclass
@@ -172,6 +182,7 @@ class LoadedConfig:
     plugins: list[str]
     catalogue: object  # the knobs of default_yaml plus the plugins' transforms
     plugin_transforms: list[str]  # transforms the plugins add
+    notes: list[str] = field(default_factory=list)  # what the backend's check_config reported
 
 
 def load_config(args, cand, backend: str) -> LoadedConfig:
@@ -194,9 +205,10 @@ def load_config(args, cand, backend: str) -> LoadedConfig:
     plugins = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in (args.plugin or [])]
     catalogue = cand.catalogue(str(default_yaml), user, plugins)
     validate_transform_names(user, catalogue)
+    notes = cand.check_config(user, str(default_yaml))  # unknown top-level keys, backends: one error line
     base_names = set(Catalogue.from_yaml(default_yaml).names())
     extra = [n for n in catalogue.names() if n not in base_names]
-    return LoadedConfig(default_yaml, args.config, user, plugins, catalogue, extra)
+    return LoadedConfig(default_yaml, args.config, user, plugins, catalogue, extra, list(notes))
 
 
 def choose_strategy(args):

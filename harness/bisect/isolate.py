@@ -7,9 +7,41 @@ every probe a judged step of the trail.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.bisect.context import BisectContext
 from harness.bisect.search import FAIL, PASS, SearchResult, run_search
 from harness.bisect.state import BisectState
+
+
+def prune_no_effect(ctx: BisectContext, state: BisectState) -> list[dict]:
+    """Before the search: knobs whose transforms had nothing to do in the full candidate run (Phase 1's
+    records, ``info["transforms"]``) leave the search (``Plan.prune_no_effect``); recorded in the state."""
+    cand = state.results.get("candidate")
+    if cand is None or cand.status != "ok":
+        return []
+    pruned = ctx.plan.prune_no_effect((cand.info or {}).get("transforms"))
+    state.phases["prune"] = {"no_effect": pruned, "searched": ctx.plan.knob_names}
+    if pruned:
+        ctx.log(f"not searched (no effect on this model): {', '.join(d['name'] for d in pruned)}")
+    return pruned
+
+
+def prune_from_store(inp, plan) -> tuple[list[dict], str | None]:
+    """``--dry-run``: prune with the full candidate run already in the evaluation store, if there is one
+    (nothing is evaluated). Returns (the pruned knobs, the store key used or None)."""
+    from harness.bisect.context import candidate_spec
+    from harness.evaluation.key import eval_key
+    from harness.evaluation.store import Store
+
+    if not inp.use_cache or not Path(inp.cache_dir).is_dir():
+        return [], None
+    key = eval_key(candidate_spec(inp, inp.user_config, "1: full candidate config"))
+    with Store(inp.cache_dir) as store:
+        res = store.get(key)
+    if res is None or res.status != "ok":
+        return [], None
+    return plan.prune_no_effect((res.info or {}).get("transforms")), key
 
 
 def strip_to_minimal(ctx: BisectContext, state: BisectState) -> str:

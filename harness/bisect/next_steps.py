@@ -94,4 +94,6 @@ def phase4_findings(phases: dict) -> list[str]:
 def prescribe(state: BisectState) -> list[str]:
     """The run's next steps, from its outcome, culprits, Phase-2 label and Phase 4 findings."""
     label_step = (state.phases.get("2") or {}).get("next_step")
-    return next_steps(state.outcome or "unexplained", state.culprits, label_step, phase4_findings(state.phases))
+    ladder = (state.phases.get("ladder") or {}).get("finding")
+    first = [f"Core-path ladder: {ladder}"] if ladder else []  # the most specific finding of a core-path run
+    return first + next_steps(state.outcome or "unexplained", state.culprits, label_step, phase4_findings(state.phases))

@@ -3,8 +3,10 @@
     0    validate the harness (``validate``): reference run, prompt identity across backends,
          output format, non-degenerate accuracy, reference score, A/A noise
     1-2  the full candidate config vs the reference (``candidate``): paired verdict, Phase-2 label
-    3    isolation (``isolate``): strip to minimal; still regresses -> core-path bug; recovers ->
-         search the knobs (adaptive group testing or linear, one knob at a time)
+    3    isolation (``isolate``): knobs with no effect in the full run leave the search; strip to
+         minimal; still regresses -> core-path bug, and the core-path ladder (``core_path``) tries the
+         installed attention / KV-cache / compile alternatives one at a time; recovers -> search the
+         knobs (adaptive group testing or linear, one knob at a time)
     6    confirm both ways (``confirm``): full minus the culprits recovers; minimal plus the
          culprits regresses
     4a   quantized model or config (``quantization``): fake-quant mode, unquantized baseline
@@ -28,7 +30,8 @@ from harness.bisect.breakdown import BackgroundBreakdown, per_subject_breakdown
 from harness.bisect.candidate import compare_full_config
 from harness.bisect.confirm import confirm_culprits
 from harness.bisect.context import BisectContext
-from harness.bisect.isolate import search_knobs, strip_to_minimal
+from harness.bisect.core_path import run_core_ladder
+from harness.bisect.isolate import prune_no_effect, search_knobs, strip_to_minimal
 from harness.bisect.next_steps import prescribe
 from harness.bisect.oracle import Step
 from harness.bisect.plan import Plan
@@ -103,10 +106,12 @@ class Bisector:
     def isolate(self) -> None:
         """Phase 3, then (when minimal recovers) the search and Phase 6."""
         ctx, state = self.ctx, self.state
+        prune_no_effect(ctx, state)
         minimal_verdict = strip_to_minimal(ctx, state)
         if minimal_verdict == "regressed":
             state.conclude("core_path", "the minimal config still regresses: a core-path bug (weight loading, "
                            "attention, KV cache), not an optional transform")
+            run_core_ladder(ctx, state)
         elif minimal_verdict in ("same", "improved"):
             confirm_culprits(ctx, state, search_knobs(ctx, state))
         else:

@@ -15,6 +15,8 @@ from harness.bisect.checks import (
     Check, check_accuracy, check_output_format, check_prompt_identity, check_reference_score,
 )
 from harness.bisect.context import BisectContext, score_of
+from harness.bisect.protocol import describe as describe_protocols
+from harness.bisect.protocol import reference_for_score
 from harness.bisect.state import BisectState
 from harness.evaluation.spec import EvalResult, EvalSpec
 
@@ -37,6 +39,7 @@ def validate_harness(ctx: BisectContext, state: BisectState) -> bool:
     state.results["candidate"] = cand
     ctx.full_run = (cand, attempts)
     checks = _checks(ctx, ref, cand)
+    info["protocols"] = ctx.protocols or describe_protocols(ctx.inp.reference_protocol, ctx.inp.task, False)
     if ctx.inp.aa_repeats and all(c.ok for c in checks):
         info["aa"] = aa_noise(ctx, ref)
     return _end_phase0(state, checks, info)
@@ -69,7 +72,8 @@ def _checks(ctx: BisectContext, ref: EvalResult, cand: EvalResult) -> list[Check
     checks.append(check_output_format(ref.records, inp.backend_ref))
     checks.append(check_accuracy(ref.records, inp.task, score_of(ref)))
     if inp.reference_score is not None and score_of(ref) is not None:
-        checks.append(check_reference_score(score_of(ref), len(ref.records), inp.reference_score,
+        scored = reference_for_score(ctx, ref)  # the accuracy_core protocol run when it differs (protocol.py)
+        checks.append(check_reference_score(score_of(scored), len(scored.records), inp.reference_score,
                                             inp.reference_source or "given", sigma=inp.reference_sigma,
                                             alpha=inp.reference_alpha))
     return checks

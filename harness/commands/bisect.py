@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "Phase 0's consistency check")
     p.add_argument("--references", default=None, help="TensorRT-LLM references directory or YAML (the model's entry "
                    "gives the expected score)")
+    p.add_argument("--reference-protocol", default="auto", metavar="P",
+                   help="sampling of the reference runs (harness/bisect/protocol.py): auto (default: paired runs "
+                   "with AD's test protocol end_id=-1, the reference-score check with accuracy_core's, which stops "
+                   "at EOS), ad-test (both end_id=-1) or accuracy-core (both stop at EOS)")
     p.add_argument("--strategy", choices=["adaptive", "linear"], default=None,
                    help="search strategy (default adaptive: group testing; linear: one knob at a time)")
     p.add_argument("--ablation", default=None, metavar="FILE", help="declarative ablation plan (ablations/*.yaml) "
@@ -130,9 +134,13 @@ def run(args) -> int:
         warm_imports()
     args.config = demo_config_default(args)
     inp = resolve_inputs(args)
+    from harness.backends import get_backend
+    from harness.bisect.core_path import ladder_rungs
+
     plan = build_plan(inp.catalogue, inp.user_config, inp.strategy, inp.ablation,
                       quantized=bool(inp.quant.get("quantized")), unquantized_model=bool(inp.unquantized_model),
                       aa_repeats=inp.aa_repeats)
+    plan.set_ladder(ladder_rungs(get_backend(inp.backend), inp.catalogue, plan.config(inp.user_config, ())))
     if args.dry_run:
         print_plan(inp, plan)
         return 0
@@ -140,9 +148,19 @@ def run(args) -> int:
 
 
 def print_plan(inp, plan) -> None:
+    from harness.bisect.isolate import prune_from_store
+
     print(f"bisect plan: {inp.backend} vs {inp.backend_ref}, model {inp.model}, task {inp.task}, "
           f"{inp.samples or 'all'} samples")
     print(f"config: {inp.config_path or '(none)'}; default.yaml in force: {inp.default_yaml}")
+    for note in inp.config_notes:
+        print(f"note: {note}")
+    pruned, key = prune_from_store(inp, plan)
+    if key:
+        print(f"pruned with the stored full-candidate run {key[:12]}: {len(pruned)} knob(s) had no effect on this model")
+    else:
+        print("knobs whose transforms report skipped / 0 matches in the full-candidate run (Phase 1) will not be "
+              "searched; rerun --dry-run after a run to see them")
     print(plan.render())
 
 

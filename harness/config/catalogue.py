@@ -14,17 +14,20 @@ from pathlib import Path
 from harness.config.io import load_yaml
 from harness.paths import KNOB_CATEGORIES
 
-# AD's stage order (tensorrt_llm/_torch/auto_deploy/transform/interface.py, Stages enum)
+# AD's stage order (tensorrt_llm/_torch/auto_deploy/transform/interface.py, Stages enum): the newest stored
+# version (cache_init, visualize, export_onnx, compile). @c57d2c55 lacks export_onnx; @01f08360 also runs
+# visualize before cache_init (no default.yaml enables a visualize-stage transform, so the order of those
+# two never changes what runs).
 STAGES = ["factory", "export", "post_export", "pattern_matcher", "sharding", "weight_load",
-          "post_load_fusion", "cache_init", "visualize", "compile"]
+          "post_load_fusion", "cache_init", "visualize", "export_onnx", "compile"]
 
 
 @dataclass(frozen=True)
 class Knob:
     """One thing bisect can switch between its minimal and its full value."""
 
-    name: str  # transform name, or "compile_backend" / "world_size"
-    kind: str  # "transform" | "compile_backend" | "world_size"
+    name: str  # transform name, or "compile_backend" / "world_size" / "attn_backend"
+    kind: str  # "transform" | "compile_backend" | "world_size" | "attn_backend"
     category: str
     stage: str | None
     full: object  # value in the full (candidate) config: True for an enabled transform, a str/int otherwise

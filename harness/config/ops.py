@@ -101,8 +101,9 @@ def knobs_of(catalogue: Catalogue, user: dict) -> list[Knob]:
     """The strippable knobs of a full config, in pipeline order.
 
     Every strippable transform the full config enables (sharding transforms only when
-    world_size > 1, where they act), plus ``compile_backend`` when it is not torch-simple and
-    ``world_size`` when it is above 1.
+    world_size > 1, where they act), plus ``compile_backend`` when it is not torch-simple,
+    ``world_size`` when it is above 1, and ``attn_backend`` when the config sets a backend other than
+    the default.yaml's (its minimal value is that default: the attention kernel AD ships with).
     """
     full = resolve(catalogue, user)
     ws = int(full.get("world_size") or 1)
@@ -119,6 +120,10 @@ def knobs_of(catalogue: Catalogue, user: dict) -> list[Knob]:
         knobs.append(Knob(name, "transform", catalogue.category_of(name), catalogue.stage_of(name), True, False))
     if ws > 1:
         knobs.insert(0, Knob("world_size", "world_size", "sharding", "sharding", ws, 1))
+    ab, ab_default = full.get("attn_backend"), resolve(catalogue, {}).get("attn_backend")
+    if ab and ab_default and ab != ab_default:
+        knobs.append(Knob("attn_backend", "attn_backend", "attention", catalogue.stage_of(SHORTCUTS["attn_backend"][0]),
+                          ab, ab_default))
     cb = full.get("compile_backend")
     if cb and cb != MINIMAL_COMPILE_BACKEND:
         knobs.append(Knob("compile_backend", "compile_backend", "compile", "compile", cb, MINIMAL_COMPILE_BACKEND))

@@ -52,6 +52,11 @@ class EmulatorEngine(Engine):
             "attn_backend": self.plan.attn_backend,
             "plugins": sorted(set(self.plan.plugins.sources.values())),
             "transforms": self.records,
+            "settings": {"compile_backend": self.plan.compile_backend, "world_size": self.plan.world_size,
+                         "attn_backend": self.plan.attn_backend},
+            # the options each transform ran with (harness/backends/accounting.py compares them with the config)
+            "transform_configs": {n: dict(c) for n, c in (self.plan.resolved.get("transforms") or {}).items()
+                                  if isinstance(c, dict)},
             "pipeline_s": round(sum(r.get("time_s", 0.0) for r in self.records), 4),
             "load_s": round(self.load_s, 4),
         }
@@ -117,6 +122,27 @@ class EmulatorBackend(Backend):
 
     def default_yaml(self) -> str | None:
         return str(EMULATOR_DEFAULT_YAML)
+
+    def core_alternatives(self, resolved: dict) -> list[dict]:
+        """One attention backend per kernel the current one does not use (harness/backends/emulator/attention.py),
+        then one compiled backend: the emulator's compiled backends share one lowering
+        (harness/backends/emulator/compile.py), so torch-cudagraph stands for all of them without a CPU
+        torch.compile. The emulator has no KV-cache dtype."""
+        from harness.backends.emulator.attention import KERNELS
+        from harness.backends.emulator.compile import COMPILE_BACKENDS
+
+        ab = str(resolved.get("attn_backend") or "trtllm")
+        kernels = {KERNELS.get(ab)}
+        rungs = []
+        for name in ("flashinfer", "trtllm", "torch", "triton_paged"):
+            if KERNELS[name] not in kernels:
+                kernels.add(KERNELS[name])
+                rungs.append({"axis": "attn_backend", "from": ab, "value": name, "config": {"attn_backend": name}})
+        cb = str(resolved.get("compile_backend") or "torch-simple")
+        if cb == "torch-simple" and "torch-cudagraph" in COMPILE_BACKENDS:
+            rungs.append({"axis": "compile_backend", "from": cb, "value": "torch-cudagraph",
+                          "config": {"compile_backend": "torch-cudagraph"}})
+        return rungs
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         plugins = list((context or {}).get("plugins") or [])

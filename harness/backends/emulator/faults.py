@@ -79,6 +79,14 @@ _FAULTS = [
           "the V cache is read back as saturated garbage (an uninitialised / overflowed cache): the "
           "model emits a special token (end-of-sequence) first, so outputs decode to empty strings",
           "2: outputs empty string or EOS immediately (KV cache garbage)"),
+    Fault("attention_kernel_bug", ("insert_cached_attention",), "attention",
+          "the attention kernel of one backend (fault_backend, default the backend in use) uses the "
+          "softmax scale 1/head_dim instead of 1/sqrt(head_dim): coherent but wrong answers that survive "
+          "the minimal config (insert_cached_attention is kept), gone with another attn_backend",
+          "3: the minimal config still regresses (core path); the core-path ladder recovers with another "
+          "attention backend",
+          "only while attn_backend is the faulty backend",
+          "exponent p of the scale head_dim**-p inside that kernel (default 1.0; 0.5 is correct)"),
     Fault("nan_on_prefill", ("match_repeat_kv", "match_grouped_attention", "match_sdpa_to_torch_attention"), "numerics",
           "the rewritten attention reads an uninitialised key slot holding NaN on prefill (a node "
           "without shape metadata): NaN logits, non-finite log-probabilities on every sample",

@@ -26,11 +26,12 @@ from harness.config.ops import deep_merge
 from harness.errors import HarnessError, one_of
 from harness.paths import EMULATOR_DEFAULT_YAML
 
+from harness.backends.emulator.attention import KERNELS as ATTENTION_KERNELS
 from harness.backends.emulator.compile import COMPILE_BACKENDS
 from harness.backends.emulator.faults import check_fault
 from harness.backends.emulator.plugins import PluginSet, load_plugins
 
-ATTN_BACKENDS = ("trtllm", "flashinfer", "triton", "triton_paged", "torch_sdpa", "torch")
+ATTN_BACKENDS = tuple(ATTENTION_KERNELS)  # attn_backend values (harness/backends/emulator/attention.py)
 
 
 class TransformError(RuntimeError):
@@ -146,6 +147,9 @@ def build_plan(user: dict | None, plugin_paths=(), default_yaml: str | Path = EM
             raise HarnessError(f"transforms.{name}.enabled must be true or false, got {conf.get('enabled')!r}.")
         if plugin is None and conf.get("fault") is not None:
             check_fault(name, conf["fault"])
+        if conf.get("fault_backend") is not None and conf["fault_backend"] not in ATTN_BACKENDS:
+            raise one_of(f"transforms.{name}.fault_backend", conf["fault_backend"], list(ATTN_BACKENDS),
+                         "Name the attention backend whose kernel holds the bug.")
         fs = conf.get("fault_strength")
         if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float))):
             raise HarnessError(f"transforms.{name}.fault_strength must be a number, got {fs!r}.")
@@ -157,34 +161,39 @@ def build_plan(user: dict | None, plugin_paths=(), default_yaml: str | Path = EM
 
 
 def run_plan(plan: Plan, model, context: dict) -> list[dict]:
-    """Apply the plan's enabled transforms in order; one record per transform (AD log lines)."""
+    """Apply the plan's enabled transforms in order; one record per transform, shaped like the records
+    harness/backends/trtllm/logs.py parses from AD's log lines (``status``, ``num_matches``, ``evidence``)."""
     from harness.backends.emulator.transforms import TRANSFORMS
 
     records = []
     for step in plan.steps:
         rec = {"stage": step.stage, "transform": step.name, "enabled": step.enabled, "skipped": True,
-               "num_matches": 0}
+               "num_matches": 0, "status": "disabled", "evidence": "enabled: false in the resolved config"}
         if step.plugin:
             rec["plugin"] = step.plugin
-        if not step.enabled:
-            records.append(rec)
-            continue
-        fn = plan.plugins.transforms.get(step.name) if step.plugin else TRANSFORMS.get(step.name)
-        if fn is None:
-            raise TransformError(f"transform {step.name!r} (stage {step.stage}) is in the pipeline but has no "
-                                 f"implementation in the emulator")
-        ctx = dict(context, transform=step.name, stage=step.stage)
-        t0 = time.perf_counter()
-        try:
-            n = fn(model, dict(step.conf), ctx)
-        except Exception as exc:  # noqa: BLE001 - reported with the transform's name
-            if step.conf.get("skip_on_error"):
-                rec.update(error=f"{type(exc).__name__}: {exc}", time_s=round(time.perf_counter() - t0, 4))
-                records.append(rec)
-                continue
-            raise TransformError(f"transform {step.name!r} (stage {step.stage}) failed while applying: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-        n = 1 if n is None else int(n)
-        rec.update(skipped=(n == 0), num_matches=n, time_s=round(time.perf_counter() - t0, 4))
+        if step.enabled:
+            fn = plan.plugins.transforms.get(step.name) if step.plugin else TRANSFORMS.get(step.name)
+            if fn is None:
+                raise TransformError(f"transform {step.name!r} (stage {step.stage}) is in the pipeline but has no "
+                                     f"implementation in the emulator")
+            _apply_step(step, fn, model, dict(context, transform=step.name, stage=step.stage), rec)
         records.append(rec)
     return records
+
+
+def _apply_step(step: Step, fn, model, ctx: dict, rec: dict) -> None:
+    """Run one transform and fill its record (AD's skip_on_error: a failure becomes ``failed``)."""
+    t0 = time.perf_counter()
+    try:
+        n = fn(model, dict(step.conf), ctx)
+    except Exception as exc:  # noqa: BLE001 - reported with the transform's name
+        if not step.conf.get("skip_on_error"):
+            raise TransformError(f"transform {step.name!r} (stage {step.stage}) failed while applying: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        rec.update(error=f"{type(exc).__name__}: {exc}", time_s=round(time.perf_counter() - t0, 4), status="failed",
+                   evidence=f"Transform {step.name} failed: {type(exc).__name__}: {exc} (skip_on_error)")
+        return
+    n = 1 if n is None else int(n)
+    rec.update(skipped=(n == 0), num_matches=n, time_s=round(time.perf_counter() - t0, 4),
+               status="applied" if n else "skipped",
+               evidence=f"{n} match{'es' if n != 1 else ''}" if n else "0 matches: nothing of this kind in the model")

@@ -21,9 +21,7 @@ from harness.backends.emulator.modules import (
 )
 from transformers.models.llama import modeling_llama as hf_llama
 
-# attn_backend values AD accepts for insert_cached_attention -> transformers attention interface
-ATTN_BACKENDS = {"torch": "eager", "triton": "sdpa", "flashinfer": "sdpa", "trtllm": "sdpa",
-                 "triton_paged": "sdpa", "torch_sdpa": "sdpa"}
+from harness.backends.emulator.attention import KERNELS as ATTN_BACKENDS  # attn_backend -> CPU kernel
 
 
 def _attns(model) -> list[EmuAttention]:
@@ -246,12 +244,18 @@ def _plant_cache_fault(model, opts, ctx) -> None:
 
 
 def insert_cached_attention(model, opts, ctx) -> int:
-    """Select the attention kernel (``backend``, the ``attn_backend`` shortcut): torch -> eager
-    math, triton/flashinfer/trtllm -> SDPA. Both read the same KV cache."""
+    """Select the attention kernel of the backend (``backend``, the ``attn_backend`` shortcut); each
+    backend has its own numerics (harness/backends/emulator/attention.py). All read the same KV cache.
+    ``attention_kernel_bug`` lives in one backend's kernel (``fault_backend``)."""
+    from harness.backends.emulator import attention
+
     backend = opts.get("backend") or "trtllm"
-    impl = ATTN_BACKENDS.get(backend)
-    if impl is None:
+    if backend not in ATTN_BACKENDS:
         raise ValueError(f"attention backend {backend!r} is not one of {', '.join(ATTN_BACKENDS)}")
+    bug = None
+    if opts.get("fault") == "attention_kernel_bug" and (opts.get("fault_backend") or backend) == backend:
+        bug = float(opts.get("fault_strength") if opts.get("fault_strength") is not None else 1.0)
+    impl = attention.implementation(backend, bug)
     if model.config._attn_implementation != impl:
         model.set_attn_implementation(impl)
     _plant_attention_fault(model, opts)

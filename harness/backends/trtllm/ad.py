@@ -34,6 +34,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.backends.trtllm import capture as capture
 from harness.backends.trtllm import common as common
 from harness.backends.trtllm import logs as logs
 from harness.backends.trtllm import version as tv
@@ -85,6 +86,8 @@ def plan_ad(model: str, config: dict, default_cfg: dict, *, valid_fields=None, b
     notes += n
     cfg, n = tv.check_backend_names(cfg, backends or {}, version)
     notes += n
+    cfg, n = tv.keep_cuda_graph_sizes(cfg, valid_fields)
+    notes += n
     user_yaml_extra = cfg.pop("yaml_extra", None)
     user_yaml_default = cfg.pop("yaml_default", None)
     if "model" in cfg:
@@ -122,27 +125,44 @@ def plan_ad(model: str, config: dict, default_cfg: dict, *, valid_fields=None, b
     return ADPlan(kwargs=kwargs, yaml_extra_content=content, resolved=resolved, requested=requested, notes=notes)
 
 
-def _engine_args(llm) -> dict:
-    """What AD's validated LlmArgs ended up with (after env, yaml, kwargs and validators)."""
+def _plain(v):
+    """A JSON-safe copy of an LlmArgs value (pydantic models dumped, unknown objects as text)."""
+    if hasattr(v, "model_dump"):
+        try:
+            v = v.model_dump()
+        except Exception:  # noqa: BLE001 - a model that cannot dump: its text
+            return str(v)
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set)):
+        return [_plain(x) for x in v]
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+ENGINE_ARG_KEYS = ("compile_backend", "attn_backend", "world_size", "max_seq_len", "max_batch_size")
+
+
+def _engine_args(llm, keys=()) -> dict:
+    """What AD's validated LlmArgs ended up with (after env, yaml, kwargs and validators): the usual
+    settings, every top-level key the config set, and each transform's validated options."""
     args = getattr(llm, "args", None)
     if args is None:
         return {}
     out = {}
-    for k in ("compile_backend", "attn_backend", "world_size", "max_seq_len", "max_batch_size"):
+    for k in dict.fromkeys(list(ENGINE_ARG_KEYS) + [k for k in keys if k != "transforms"]):
         if hasattr(args, k):
-            v = getattr(args, k)
-            out[k] = v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+            out[k] = _plain(getattr(args, k))
     t = getattr(args, "transforms", None)
     if isinstance(t, dict):
-        out["transforms"] = {n: {"enabled": (c or {}).get("enabled", True)} for n, c in t.items() if isinstance(c, dict)}
+        out["transforms"] = {n: _plain(c) for n, c in t.items() if isinstance(c, dict)}
     return out
 
 
 class AutoDeployEngine(common.TrtllmEngine):
     backend_name = "trtllm-ad"
 
-    def __init__(self, llm, plan: ADPlan, tee: logs.OutputTee, install: tv.Install, model_path: str,
-                 model_note: str | None, dump_dir: str | None, workdir: str, own_workdir: bool):
+    def __init__(self, llm, plan: ADPlan, tee: capture.OutputTee, install: tv.Install, model_path: str,
+                 model_note: str | None, dump_dir: str | None, workdir: str, own_workdir: bool, config: dict):
         super().__init__(llm, install, model_path)
         self.plan = plan
         self.tee = tee
@@ -150,13 +170,19 @@ class AutoDeployEngine(common.TrtllmEngine):
         self.dump_dir = dump_dir
         self.workdir = workdir
         self.own_workdir = own_workdir
+        self.config = config  # as given to open(): the keys the did-it-apply table accounts for
 
     def info(self) -> dict:
-        records = self.tee.records()
-        eng = _engine_args(self.llm)
+        from harness.backends.accounting import account_config, counts
+        from harness.config import load_yaml
+        from harness.paths import TRTLLM_LOG_PATTERNS
+
+        records = logs.with_not_seen(self.tee.records(), self.plan.resolved)
+        eng = _engine_args(self.llm, list(self.config or {}))
         warnings = list(self.plan.notes) + self._generation_warnings()
         warnings += logs.not_applied_warnings(records, self.plan.resolved, self.plan.requested, eng)
-        return {
+        settings = {k: eng[k] for k in ("compile_backend", "attn_backend", "world_size") if k in eng}
+        info = {
             **self._common_info(),
             "default_yaml": self.install.default_yaml,
             "model_note": self.model_note,
@@ -165,14 +191,19 @@ class AutoDeployEngine(common.TrtllmEngine):
             "requested": self.plan.requested,
             "engine_args": {k: v for k, v in eng.items() if k != "transforms"},
             # what AD resolved, in the shape harness/bisect/effects.py compares with the requested config
-            "settings": {k: eng[k] for k in ("compile_backend", "attn_backend", "world_size") if k in eng},
-            **{k: eng[k] for k in ("compile_backend", "attn_backend", "world_size") if k in eng},
-            "engine_enabled_transforms": [n for n, c in (eng.get("transforms") or {}).items() if c.get("enabled")],
+            "settings": settings,
+            **settings,
+            "engine_enabled_transforms": [n for n, c in (eng.get("transforms") or {}).items() if c.get("enabled", True)],
+            "transform_configs": eng.get("transforms") or {},
             "transforms": records,
             "transforms_summary": logs.summarize(records),
+            "log_evidence": logs.find_evidence(self.tee.text(), load_yaml(TRTLLM_LOG_PATTERNS, "log patterns")),
             "dump_graphs_dir": self.dump_dir,
             "warnings": warnings,
         }
+        rows = account_config(self.config or {}, info)
+        info["config_accounting"] = {"rows": rows, "counts": counts(rows)}
+        return info
 
     def close(self) -> None:
         if self._closed:
@@ -200,15 +231,46 @@ class AutoDeployBackend(common.TrtllmBackend):
             dy = None
         return common.engine_version_key(super().version_key(), dy)
 
+    def core_alternatives(self, resolved: dict) -> list[dict]:
+        """The installed version's alternatives (read from its source, no import): every other registered
+        attention backend, the KV cache in ``auto`` when the config picks another dtype, every other
+        registered compile backend."""
+        from harness.config import load_yaml
+
+        try:
+            install = tv.discover()
+            default_cfg = load_yaml(install.default_yaml, "default.yaml")
+        except HarnessError:
+            return []
+        ab, cb = resolved.get("attn_backend"), str(resolved.get("compile_backend") or "torch-simple")
+        rungs = [{"axis": "attn_backend", "from": ab, "value": n, "config": {"attn_backend": n}}
+                 for n in tv.mha_attention_backends(install.backends.get("attention"), default_cfg) if n != ab]
+        key, dtype = tv.kv_cache_dtype(resolved)
+        if dtype and dtype != "auto":
+            over = {"kv_cache_config": {"dtype": "auto"}} if key == "kv_cache_config.dtype" else {"kv_cache_dtype": "auto"}
+            rungs.append({"axis": "kv_cache_dtype", "from": dtype, "value": "auto", "config": over})
+        compile_order = ("torch-compile", "torch-cudagraph", "torch-opt")
+        names = install.backends.get("compile") or []
+        for n in [n for n in compile_order if n in names] + sorted(n for n in names if n not in compile_order):
+            if n != cb:
+                rungs.append({"axis": "compile_backend", "from": cb, "value": n, "config": {"compile_backend": n}})
+        return rungs
+
     def check_config(self, config: dict, default_yaml: str | None = None) -> list[str]:
-        """Orchestrator-side check (no import): unknown keys / backends / transforms raise; returns notes."""
+        """Orchestrator-side check (no import): unknown keys / backends / transforms raise; returns notes.
+
+        Without tensorrt_llm installed (``--default-yaml`` only) the LlmArgs field list is unknown: the keys
+        are then compared with the fields of every version read (configs/trtllm/llm_args_fields.yaml) and
+        the notes say what could not be checked -- never silently skipped."""
         from harness.config import load_yaml
 
         install = tv.discover(default_yaml)
         default_cfg = load_yaml(install.default_yaml, "default.yaml")
         plan = plan_ad("<model>", config, default_cfg, valid_fields=install.ad_fields, backends=install.backends,
                        version=install.version, default_source=install.default_yaml)
-        return plan.notes
+        if install.ad_fields:
+            return plan.notes
+        return plan.notes + tv.unchecked_key_notes(config)
 
     def open(self, model: str, config: dict, context: dict | None = None) -> AutoDeployEngine:
         from harness.config import dump_yaml, load_yaml
@@ -232,7 +294,7 @@ class AutoDeployBackend(common.TrtllmBackend):
             workdir, own = tempfile.mkdtemp(prefix="harness-ad-"), True
         yaml_path = str(Path(workdir) / "ad_yaml_extra.yaml")
 
-        tee = logs.OutputTee().start()
+        tee = capture.OutputTee().start()
         try:
             from tensorrt_llm._torch.auto_deploy import LLM as AutoDeployLLM
 
@@ -257,4 +319,5 @@ class AutoDeployBackend(common.TrtllmBackend):
             if own:
                 shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return AutoDeployEngine(llm, plan, tee, install, model_path, model_note, dump_dir, workdir, own)
+        return AutoDeployEngine(llm, plan, tee, install, model_path, model_note, dump_dir, workdir, own,
+                                dict(config or {}))

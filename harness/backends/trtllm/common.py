@@ -205,7 +205,8 @@ def to_completion(out, tok, spec: SamplingSpec, cont_ids: dict[str, int]) -> Com
     co = out.outputs[0]
     token_ids = [int(t) for t in (getattr(co, "token_ids", None) or [])]
     rows, fmt = logprob_rows(getattr(co, "logprobs", None), token_ids)
-    k_keep = max(0, int(spec.top_logprobs or 0))
+    # top-k rows are keyed by token text; a tokenizer that cannot name ids drops them (convert_outputs warns)
+    k_keep = max(0, int(spec.top_logprobs or 0)) if hasattr(tok, "convert_ids_to_tokens") else 0
     top = None
     if rows and k_keep:
         top = []
@@ -258,12 +259,15 @@ def convert_outputs(outs: list, tok, spec: SamplingSpec) -> tuple[list[Completio
     limit = spec.truncate_prompt_tokens
     truncated = sum(1 for c in comps if limit and c.prompt_token_ids is not None and len(c.prompt_token_ids) >= limit)
     out = {"answer_logprobs_incomplete": n_missing, "logprobs_format": fmts, "longest_prompt_tokens": longest,
-           "truncated_prompts": truncated}
+           "truncated_prompts": truncated, "warnings": []}
     if truncated:
         # both input processors encode with truncation=True, max_length=N (auto_deploy/llm.py@01d93fe0
         # ADInputProcessor "to reflect DefaultInputProcessor"): the tokenizer's truncation_side decides the end cut
-        out["warnings"] = [f"{truncated} prompts reached truncate_prompt_tokens={limit} and were truncated "
-                           "(tokenizer truncation_side decides which end)"]
+        out["warnings"].append(f"{truncated} prompts reached truncate_prompt_tokens={limit} and were truncated "
+                               "(tokenizer truncation_side decides which end)")
+    if spec.top_logprobs and not hasattr(tok, "convert_ids_to_tokens"):
+        out["warnings"].append(f"the tokenizer ({type(tok).__name__}) has no convert_ids_to_tokens: top-k "
+                               "log-probabilities dropped from the records (answer-letter log-probabilities kept)")
     return comps, out
 
 

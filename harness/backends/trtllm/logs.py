@@ -1,313 +1,286 @@
-"""Did it apply?  AD's per-transform log lines -> records, and warnings when a requested setting did not.
+"""Did it apply?  AD's per-transform log lines -> one record per transform, for both log eras.
 
-What AD prints (NVIDIA/TensorRT-LLM tensorrt_llm/_torch/auto_deploy/transform/interface.py,
-``BaseTransform.__call__``, @01f08360 and a newer version with timing):
+Every message a transform logs carries the tag ``[stage=S, transform=T]`` (``_log_info`` and, from
+@c57d2c55 on, ``with_transform_logging``, which prefixes every ``ad_logger`` call made inside the
+transform).  What follows the tag differs by era (NVIDIA/TensorRT-LLM
+tensorrt_llm/_torch/auto_deploy/transform/interface.py):
 
-    [stage=post_load_fusion, transform=fuse_fp8_linear] enabled=True, num_matches=0, is_clean=True, has_valid_shapes=False
-    [stage=sharding, transform=detect_sharding] enabled=False, skipped=True, is_clean=True, has_valid_shapes=True
-    [stage=compile, transform=compile_model] elapsed time: total=1.234s, pre_cleanup=0.000s, apply=1.2s, post_cleanup=0.0s
+* **legacy** (@01f08360, @c57d2c55): one result line ``enabled=<bool>, skipped=True`` *or*
+  ``enabled=<bool>, num_matches=N``, then ``is_clean=..., has_valid_shapes=...``; @c57d2c55 adds a
+  second line ``elapsed time: total=Xs, pre_cleanup=..., apply=..., post_cleanup=...`` and cleanup
+  chatter ``running graph cleanup (with shape_prop)`` / ``(no shape_prop)`` (@01f08360: ``running
+  pre-cleanup ...`` / ``running post-cleanup ...``).
+* **summary** (the newest stored interface.py, with ``Stages.EXPORT_ONNX`` and memory tracking; the
+  same format is documented in .claude/skills/ad-conf-check/references/config_log_patterns.md@6f2ff172):
+  ``[PRE-CLEANUP] ...``, ``[APPLY] applying transform...`` (every message logged while the transform
+  applies gets ``[APPLY]``), ``[POST-CLEANUP] ...``, optional ``[CUDA MEM DIFF (...)]``, then one of
+  ``[SUMMARY] matches=N | time: Xs (pre=..s, apply=..s, post=..s)``, ``[SUMMARY] skipped | time: ...``,
+  ``[SUMMARY] disabled``.
 
-A disabled transform is still called and logs ``enabled=False, skipped=True``; an enabled one logs
-``num_matches=N`` (or ``skipped=True`` when ``skip_on_error`` swallowed a failure, after a warning
-"Transform X failed: ...").  Newer versions also prefix every message logged *inside* a transform
-with the same ``[stage=..., transform=...]`` tag (``with_transform_logging``), e.g. "Skipping sharding
-for single device".
+The era is detected per line, so a log mixing both parses.  A line may carry any prefix before the
+tag: ``[MM/DD/YYYY-HH:MM:SS]`` (the logging Formatter), ``[TRT-LLM AUTO-DEPLOY]`` / ``[TRT-LLM]``,
+``[RANK r]`` (newer Logger) or ``[MPI_Rank r]`` (tensorrt_llm/logger.py@027cd518), a severity
+``[I] [W] [E] [V] [D] [F]``; ANSI colour codes are stripped.
 
-Where it goes: ``ad_logger`` is ``ADLogger(Logger)`` with PREFIX "TRT-LLM AUTO-DEPLOY",
-env AUTO_DEPLOY_LOG_LEVEL, default "info" (auto_deploy/utils/logger.py@12cadfa4).  ``Logger`` builds a
-python ``logging`` logger named after PREFIX, ``propagate=False``, with a StreamHandler on
-**sys.stdout**, and formats ``"[TRT-LLM AUTO-DEPLOY] [RANK r] [I] <msg>"`` (tensorrt_llm/logger.py,
-newer stored version; older versions, e.g. @027cd518, used ``logging.getLogger('TRT-LLM')`` with
-``basicConfig``, i.e. stderr, and "[TRT-LLM] [MPI_Rank r]" prefixes).  The transforms run wherever the model is built -- possibly in MPI worker processes that
-inherit our file descriptors -- so ``OutputTee`` captures file descriptors 1 and 2 (children
-included) and, as a fallback for an in-process run whose ``sys.stdout`` is not fd 1, attaches a
-handler to those python loggers.  Captured output is passed through to the original streams.
+``skipped`` is what a transform reports when it had nothing to do -- ``FuseFP8Linear`` returns
+``skipped=(cnt == 0)`` (transform/library/fuse_quant.py), sharding returns ``skipped=True`` below
+world_size 2 after "Skipping sharding for single device" (transform/library/sharding.py@03dd9bb8) --
+and also what ``skip_on_error`` records after the warning ``Transform T failed: <error>``.  The two are
+told apart by that warning: a skip preceded by an error is ``failed``, any other skip is ``skipped``.
+
+Record statuses: ``applied`` (num_matches > 0), ``skipped`` (skipped, or 0 matches: nothing to do on
+this model, as the ad-conf-check skill reads ``matches=0``), ``disabled``, ``failed`` (an error line,
+or lines without a result: the build stopped inside it), ``not_seen`` (added by ``with_not_seen`` for
+transforms of the config AD never logged).
 """
 from __future__ import annotations
 
-import logging
-import os
 import re
-import sys
-import threading
-import uuid
 
-LINE_RE = re.compile(r"\[stage=(?P<stage>[A-Za-z0-9_]+),\s*transform=(?P<transform>[A-Za-z0-9_\-]+)\]\s*(?P<rest>.*)")
-RANK_RE = re.compile(r"\[RANK (\d+)\]|\[MPI_Rank (\d+)\]")
+TAG_RE = re.compile(r"\[stage=(?P<stage>[A-Za-z0-9_]+),\s*transform=(?P<transform>[A-Za-z0-9_\-.]+)\]\s*(?P<rest>.*)")
+RANK_RE = re.compile(r"\[(?:RANK|MPI_Rank) (\d+)\]")
+SEVERITY_RE = re.compile(r"\[([FEWIVD])\]")
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 KV_RE = re.compile(r"(\w+)=([^,\s]+)")
 ELAPSED_RE = re.compile(r"elapsed time:\s*total=([0-9.]+)s")
-LOGGER_NAMES = ("TRT-LLM AUTO-DEPLOY", "TRT-LLM")
+SUMMARY_RE = re.compile(r"\[SUMMARY\]\s*(?:(?P<disabled>disabled)|(?P<skipped>skipped)|matches=(?P<n>\d+))"
+                        r"(?:.*?time:\s*(?P<t>[0-9.]+)s)?")
+FAILED_RE = re.compile(r"Transform \S+ failed")
+CHATTER = ("[PRE-CLEANUP]", "[POST-CLEANUP]", "[CUDA MEM", "running graph cleanup", "running pre-cleanup",
+           "running post-cleanup", "applying transform...")
+STATUSES = ("applied", "skipped", "disabled", "failed", "not_seen")
 
 
 def _bool(v: str | None):
-    if v is None:
-        return None
-    return v.strip().lower() == "true"
+    return None if v is None else v.strip().lower() == "true"
+
+
+class _Line:
+    """One tagged log line, split into what the parser needs."""
+
+    def __init__(self, raw: str, m: re.Match):
+        head = raw[: m.start()]
+        rank = RANK_RE.search(head)
+        sev = SEVERITY_RE.findall(head)
+        self.raw = raw.strip()
+        self.rank = int(rank.group(1)) if rank else 0
+        self.severity = sev[-1] if sev else None
+        self.stage, self.name = m.group("stage"), m.group("transform")
+        rest = m.group("rest").strip()
+        self.apply = rest.startswith("[APPLY]")
+        self.rest = rest[len("[APPLY]"):].strip() if self.apply else rest
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity in ("E", "F") or bool(FAILED_RE.search(self.rest))
+
+
+def _new_record(ln: _Line) -> dict:
+    return {"stage": ln.stage, "transform": ln.name, "status": None, "num_matches": None, "enabled": None,
+            "skipped": False, "is_clean": None, "has_valid_shapes": None, "evidence": None, "format": None,
+            "rank": ln.rank, "time_s": None, "messages": [], "errors": []}
+
+
+def _result(rec: dict, ln: _Line) -> bool:
+    """Fill ``rec`` from a result line (either era); False when ``ln`` is not one."""
+    sm = SUMMARY_RE.search(ln.rest)
+    if sm:
+        rec["format"] = "summary"
+        rec["enabled"] = not sm.group("disabled")
+        rec["skipped"] = bool(sm.group("disabled") or sm.group("skipped"))
+        rec["num_matches"] = int(sm.group("n")) if sm.group("n") is not None else (0 if sm.group("disabled") else None)
+        rec["time_s"] = float(sm.group("t")) if sm.group("t") else None
+    elif ln.rest.startswith("enabled="):
+        kv = dict(KV_RE.findall(ln.rest))
+        rec["format"] = "legacy"
+        rec["enabled"] = _bool(kv.get("enabled"))
+        rec["skipped"] = _bool(kv.get("skipped")) is True
+        rec["num_matches"] = None if rec["skipped"] or "num_matches" not in kv else int(kv["num_matches"])
+        rec["is_clean"], rec["has_valid_shapes"] = _bool(kv.get("is_clean")), _bool(kv.get("has_valid_shapes"))
+    else:
+        return False
+    rec["status"] = _status(rec)
+    rec["evidence"] = rec["errors"][-1] if rec["status"] == "failed" and rec["errors"] else ln.raw
+    return True
+
+
+def _starts(ln: _Line) -> bool:
+    """A line that opens a transform's block (after an earlier run of the same transform closed)."""
+    return (ln.apply or ln.rest.startswith(("[PRE-CLEANUP]", "running ", "enabled="))
+            or SUMMARY_RE.search(ln.rest) is not None)
+
+
+def _status(rec: dict) -> str:
+    if rec["enabled"] is False:
+        return "disabled"
+    if rec["errors"]:
+        return "failed"  # skip_on_error swallowed a failure (interface.py: warning, then skipped=True)
+    if rec["skipped"] or not rec["num_matches"]:
+        return "skipped"
+    return "applied"
+
+
+def _note(rec: dict, ln: _Line) -> None:
+    """A non-result line of an open record: timing, chatter, a message, an error."""
+    em = ELAPSED_RE.search(ln.rest)
+    if em:
+        rec["time_s"] = float(em.group(1))
+        return
+    if ln.is_error:
+        rec["errors"].append(ln.raw)
+        return
+    if ln.rest and not any(ln.rest.startswith(c) or c in ln.rest[:40] for c in CHATTER):
+        rec["messages"].append(ln.rest[:300])
 
 
 def parse_transform_lines(text: str) -> list[dict]:
-    """Per-transform records, in execution order, from captured AD output.
+    """Per-transform records, in execution order, from captured AD output (stdout and stderr alike).
 
-    Each record: {"stage", "transform", "enabled", "skipped", "num_matches", "is_clean",
-    "has_valid_shapes", "rank", "time_s", "messages"}.  Lines from ranks other than the lowest seen
-    are dropped (every rank runs the same pipeline); a transform that runs twice on one rank (e.g. a
-    second optimizer pass) gives two records.
+    Lines from ranks other than the lowest seen are dropped (every rank runs the same pipeline); a
+    transform that runs twice on one rank gives two records.  A transform with lines but no result
+    line (the build stopped inside it) is ``failed`` with its last line as evidence.
     """
     per_rank: dict[int, list[dict]] = {}
-    pending: dict[tuple[int, str], dict] = {}  # last record of (rank, transform), for timing/messages
-    early_msgs: dict[tuple[int, str], list[str]] = {}
-    for raw in text.splitlines():
-        m = LINE_RE.search(raw)
+    open_: dict[tuple[int, str], dict] = {}  # (rank, transform) -> record still collecting lines
+    for raw in ANSI_RE.sub("", text).splitlines():
+        m = TAG_RE.search(raw)
         if not m:
             continue
-        rm = RANK_RE.search(raw[: m.start()])
-        rank = int(next(g for g in rm.groups() if g is not None)) if rm else 0
-        stage, name, rest = m.group("stage"), m.group("transform"), m.group("rest").strip()
-        key = (rank, name)
-        if rest.startswith("enabled="):
-            kv = dict(KV_RE.findall(rest))
-            skipped = _bool(kv.get("skipped")) is True
-            rec = {
-                "stage": stage,
-                "transform": name,
-                "enabled": _bool(kv.get("enabled")),
-                "skipped": skipped,
-                "num_matches": None if skipped or "num_matches" not in kv else int(kv["num_matches"]),
-                "is_clean": _bool(kv.get("is_clean")),
-                "has_valid_shapes": _bool(kv.get("has_valid_shapes")),
-                "rank": rank,
-                "time_s": None,
-                "messages": early_msgs.pop(key, []),
-            }
-            per_rank.setdefault(rank, []).append(rec)
-            pending[key] = rec
+        ln = _Line(raw, m)
+        key = (ln.rank, ln.name)
+        rec = open_.get(key)
+        if rec is None or rec["status"] is not None and _starts(ln):
+            rec = _new_record(ln)
+            open_[key] = rec
+            per_rank.setdefault(ln.rank, []).append(rec)
+        if rec["status"] is None and _result(rec, ln):
             continue
-        em = ELAPSED_RE.search(rest)
-        if em and key in pending:
-            pending[key]["time_s"] = float(em.group(1))
-            continue
-        if rest.startswith("running p") or not rest:  # "running pre-cleanup (no shape_prop)" etc.
-            continue
-        # a message logged inside the transform: it precedes the result line
-        early_msgs.setdefault(key, []).append(rest[:300])
+        _note(rec, ln)
     if not per_rank:
         return []
-    return per_rank[min(per_rank)]
+    records = per_rank[min(per_rank)]
+    for rec in records:
+        _close(rec)
+    return records
+
+
+def _close(rec: dict) -> None:
+    """A record that never got its result line."""
+    if rec["status"] is not None:
+        return
+    rec["status"] = "failed"
+    last = (rec["errors"] or rec["messages"] or ["(no result line)"])[-1]
+    rec["evidence"] = rec["errors"][-1] if rec["errors"] else f"no result line: the build stopped here? last: {last}"
+
+
+def with_not_seen(records: list[dict], resolved: dict) -> list[dict]:
+    """``records`` plus a ``not_seen`` record for every transform of ``resolved`` AD never logged.
+
+    Nothing is added when no record was captured at all (the log level, not the pipeline, is the
+    likely cause: the caller warns once instead)."""
+    if not records:
+        return []
+    seen = {r["transform"] for r in records}
+    out = list(records)
+    for name, conf in ((resolved or {}).get("transforms") or {}).items():
+        if name in seen or not isinstance(conf, dict):
+            continue
+        out.append({"stage": conf.get("stage"), "transform": name, "status": "not_seen", "num_matches": None,
+                    "enabled": None, "skipped": False, "evidence": "no log line for this transform",
+                    "format": None, "messages": [], "errors": []})
+    return out
 
 
 def summarize(records: list[dict]) -> dict:
-    """Counts for the report: enabled/ran, matched nothing, skipped after enabling."""
-    enabled = [r for r in records if r["enabled"]]
-    return {
-        "n_transforms": len(records),
-        "n_enabled": len(enabled),
-        "enabled_zero_matches": [r["transform"] for r in enabled if not r["skipped"] and r["num_matches"] == 0],
-        "enabled_but_skipped": [r["transform"] for r in enabled if r["skipped"]],
-    }
+    """Counts per status, and the names behind the ones worth a look."""
+    counts = {s: sum(1 for r in records if r.get("status") == s) for s in STATUSES}
+    return {"n_transforms": len(records), "counts": counts,
+            "skipped": [r["transform"] for r in records if r.get("status") == "skipped"],
+            "failed": [r["transform"] for r in records if r.get("status") == "failed"],
+            "not_seen": [r["transform"] for r in records if r.get("status") == "not_seen"],
+            "formats": sorted({r["format"] for r in records if r.get("format")})}
 
 
 def describe(rec: dict) -> str:
-    """One line for the report, e.g. "fuse_fp8_linear [post_load_fusion]: enabled, matched 0 nodes"."""
-    head = f"{rec['transform']} [{rec['stage']}]"
-    if not rec["enabled"]:
-        return f"{head}: disabled"
-    if rec["skipped"]:
-        return f"{head}: enabled but skipped" + (f" ({rec['messages'][-1]})" if rec.get("messages") else "")
-    n = rec["num_matches"]
-    return f"{head}: enabled, matched {n} node{'s' if n != 1 else ''}"
+    """One line for the report, e.g. "fuse_fp8_linear [post_load_fusion]: skipped (nothing to do)"."""
+    head = f"{rec['transform']} [{rec.get('stage')}]"
+    status = rec.get("status")
+    if status == "applied":
+        n = rec["num_matches"]
+        return f"{head}: applied, {n} match{'es' if n != 1 else ''}"
+    if status == "skipped":
+        why = "0 matches" if rec.get("num_matches") == 0 and not rec.get("skipped") else "reported skipped"
+        return f"{head}: skipped - nothing to do ({why})"
+    if status == "failed":
+        return f"{head}: FAILED - {rec.get('evidence')}"
+    return f"{head}: {status}"
 
 
-def not_applied_warnings(records: list[dict], config: dict, requested: dict | None = None,
+def find_evidence(text: str, patterns: dict, limit: int = 3) -> dict:
+    """Lines of ``text`` matching configs/trtllm/config_log_patterns.yaml, per config key:
+    ``{key: {"confirm": {value_or_*: [line, ...]}, "fail": [line, ...]}}`` (keys with a match only)."""
+    lines = [ln.strip() for ln in ANSI_RE.sub("", text).splitlines() if ln.strip()]
+    out: dict = {}
+    for key, spec in (patterns or {}).items():
+        found: dict = {"confirm": {}, "fail": []}
+        for group, subs in ((spec or {}).get("confirm") or {}).items():
+            hits = [ln for ln in lines if any(s in ln for s in subs)][:limit]
+            if hits:
+                found["confirm"][str(group)] = hits
+        found["fail"] = [ln for ln in lines if any(s in ln for s in (spec or {}).get("fail") or [])][:limit]
+        if found["confirm"] or found["fail"]:
+            out[key] = found
+    return out
+
+
+def not_applied_warnings(records: list[dict], resolved: dict, requested: dict | None = None,
                          engine_args: dict | None = None) -> list[str]:
-    """Warnings for settings that did not take effect.
+    """Warnings for what is really suspicious, and nothing else.
 
-    ``config``: the resolved config sent to AD; ``requested``: the part the user changed relative to
-    the default.yaml in force (its ``transforms`` entries and top-level keys); ``engine_args``: the
-    values AD's validated ``LlmArgs`` ended up with (``compile_backend``, ``attn_backend``,
-    ``world_size``, ``transforms``), read from ``llm.args`` after construction.
+    ``records``: parsed (with ``not_seen`` added); ``resolved``: the config sent to AD; ``requested``: what
+    differs from the default.yaml in force; ``engine_args``: values of AD's validated ``LlmArgs``
+    (``compile_backend``, ``attn_backend``, ``world_size``, ``transforms`` with their options).
+    Warned: no transform line at all, a requested transform AD never logged, a transform that
+    failed (an error before its skip, or no result line), a transform run against the request, a
+    setting or option AD's validated config does not carry.  Not warned: a transform that found
+    nothing to do (that is ``skipped``, reported in the did-it-apply table and pruned from the search).
     """
     warnings: list[str] = []
-    requested = requested or {}
-    want_transforms = (config.get("transforms") or {})
-    asked = set((requested.get("transforms") or {}).keys())
-    by_name: dict[str, dict] = {}
-    for r in records:
-        by_name.setdefault(r["transform"], r)
-    if want_transforms and not records:
-        warnings.append("no per-transform log lines were captured (AUTO_DEPLOY_LOG_LEVEL above info?); "
-                        "cannot confirm which transforms ran")
-    for name, conf in want_transforms.items():
-        if not isinstance(conf, dict):
-            continue
-        want = bool(conf.get("enabled", True))
-        rec = by_name.get(name)
-        if rec is None:
-            if records and (name in asked or want):
-                warnings.append(f"{name}: {'enabled' if want else 'disabled'} in the config but AD logged no line "
-                                "for it (not in the pipeline that ran?)")
-            continue
-        if rec["enabled"] is not None and rec["enabled"] != want:
-            warnings.append(f"{name}: requested {'enabled' if want else 'disabled'} but AD ran it "
-                            f"{'enabled' if rec['enabled'] else 'disabled'} (an AD_* variable or validator overrode it?)")
-        elif want and rec["skipped"]:
-            why = f": {rec['messages'][-1]}" if rec.get("messages") else ""
-            warnings.append(f"{name}: enabled but skipped (skip_on_error swallowed a failure?){why}")
-        elif want and name in asked and rec["num_matches"] == 0:
-            warnings.append(f"{name} was enabled but matched 0 nodes: the requested change had no effect on this model")
+    want = (resolved or {}).get("transforms") or {}
+    asked = set(((requested or {}).get("transforms") or {}).keys())
+    if want and not records:
+        return ["no per-transform log lines were captured (AUTO_DEPLOY_LOG_LEVEL above info?); cannot confirm "
+                "which transforms ran"]
+    for rec in records:
+        name, status = rec["transform"], rec.get("status")
+        conf = want.get(name) if isinstance(want.get(name), dict) else {}
+        on = bool(conf.get("enabled", True))
+        if status == "not_seen" and name in asked:
+            warnings.append(f"{name}: set in the config ({'enabled' if on else 'disabled'}) but AD logged no line "
+                            "for it (not in the pipeline that ran?)")
+        elif status == "failed":
+            warnings.append(f"{name}: failed: {rec.get('evidence')}")
+        elif status == "disabled" and on and name in want:
+            warnings.append(f"{name}: requested enabled but AD ran it disabled (an AD_* variable or validator "
+                            "overrode it?)")
+        elif status in ("applied", "skipped") and not on and name in want:
+            warnings.append(f"{name}: requested disabled but AD ran it ({status})")
+    return warnings + _engine_arg_warnings(resolved, requested, engine_args)
+
+
+def _engine_arg_warnings(resolved: dict, requested: dict | None, engine_args: dict | None) -> list[str]:
+    """Settings and requested transform options AD's validated LlmArgs does not carry."""
     eng = engine_args or {}
+    out = []
     for key in ("compile_backend", "attn_backend", "world_size"):
-        if key in config and key in eng and eng[key] is not None and config[key] != eng[key]:
-            warnings.append(f"{key}: requested {config[key]!r} but AD resolved {eng[key]!r}")
+        if key in (resolved or {}) and eng.get(key) is not None and str(resolved[key]) != str(eng[key]):
+            out.append(f"{key}: requested {resolved[key]!r} but AD resolved {eng[key]!r}")
     eng_t = eng.get("transforms") or {}
-    for name, conf in want_transforms.items():
-        if isinstance(conf, dict) and name in eng_t and isinstance(eng_t[name], dict):
-            want = bool(conf.get("enabled", True))
-            got = eng_t[name].get("enabled", True)
-            if bool(got) != want and not any(name in w for w in warnings):
-                warnings.append(f"{name}: requested {'enabled' if want else 'disabled'} but AD's validated config has "
-                                f"enabled={got}")
-    return warnings
-
-
-class OutputTee:
-    """Capture everything written to fds 1 and 2 (this process and children) while passing it through.
-
-    ``start()`` before constructing the engine, ``text()`` to read what has arrived so far,
-    ``stop()`` after shutting it down.  Each fd gets its own pipe and pump thread, so stdout stays
-    stdout and stderr stays stderr.  Also records messages of the python loggers AD uses, for
-    in-process runs where ``sys.stdout`` is not backed by fd 1 (e.g. under pytest).
-    """
-
-    def __init__(self, fds: tuple[int, ...] = (1, 2)):
-        self.fds = fds
-        self._pipes: dict[int, dict] = {}
-        self._chunks: list[str] = []
-        self._lock = threading.Lock()
-        self._marker = f"__harness_tee_{uuid.uuid4().hex}__"
-        self._handler: logging.Handler | None = None
-        self.log_messages: list[str] = []
-        self.active = False
-
-    # -- python logging fallback ------------------------------------------------------------
-    def _attach_handler(self) -> None:
-        tee = self
-
-        class _H(logging.Handler):
-            def emit(self, record):
-                try:
-                    tee.log_messages.append(record.getMessage())
-                except Exception:  # noqa: BLE001
-                    pass
-
-        self._handler = _H(level=logging.DEBUG)
-        for name in LOGGER_NAMES:
-            logging.getLogger(name).addHandler(self._handler)
-
-    def _detach_handler(self) -> None:
-        if self._handler is not None:
-            for name in LOGGER_NAMES:
-                logging.getLogger(name).removeHandler(self._handler)
-            self._handler = None
-
-    # -- fd capture ------------------------------------------------------------------------
-    @staticmethod
-    def _flush() -> None:
-        for s in (sys.stdout, sys.stderr):
-            try:
-                s.flush()
-            except Exception:  # noqa: BLE001
-                pass
-
-    def start(self) -> "OutputTee":
-        self._attach_handler()
-        self._flush()
-        for fd in self.fds:
-            try:
-                r, w = os.pipe()
-                saved = os.dup(fd)
-                os.dup2(w, fd)
-            except OSError:
-                continue
-            p = {"read": r, "write": w, "saved": saved, "seen": threading.Event()}
-            p["thread"] = threading.Thread(target=self._pump, args=(p,), name=f"harness-tee-{fd}", daemon=True)
-            self._pipes[fd] = p
-            p["thread"].start()
-        self.active = bool(self._pipes)
-        return self
-
-    def _pump(self, p: dict) -> None:
-        buf = b""
-        while True:
-            try:
-                data = os.read(p["read"], 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            buf += data
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                self._handle_line(line + b"\n", p)
-        if buf:
-            self._handle_line(buf, p)
-
-    def _handle_line(self, line: bytes, p: dict) -> None:
-        text = line.decode("utf-8", errors="replace")
-        if self._marker in text:
-            p["seen"].set()
-            return
-        with self._lock:
-            self._chunks.append(text)
-        if p.get("saved") is not None:
-            try:
-                os.write(p["saved"], line)
-            except OSError:
-                pass
-
-    def sync(self, timeout: float = 2.0) -> None:
-        """Wait until everything this process wrote so far has been read by the pump threads."""
-        if not self.active:
-            return
-        self._flush()
-        for p in self._pipes.values():
-            if p.get("write") is None:
-                continue
-            p["seen"].clear()
-            try:
-                os.write(p["write"], (self._marker + "\n").encode())
-            except OSError:
-                continue
-            p["seen"].wait(timeout)
-
-    def text(self) -> str:
-        self.sync()
-        with self._lock:
-            return "".join(self._chunks)
-
-    def records(self) -> list[dict]:
-        """Transform records from fd output, else from the python loggers (never both: no duplicates)."""
-        recs = parse_transform_lines(self.text())
-        if recs:
-            return recs
-        return parse_transform_lines("\n".join(self.log_messages))
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Restore fds 1 and 2.  Children still holding the pipe keep their pump thread alive."""
-        self._detach_handler()
-        if not self.active:
-            return
-        self.sync(timeout=1.0)
-        self.active = False
-        for fd, p in self._pipes.items():
-            try:
-                os.dup2(p["saved"], fd)
-            except OSError:
-                pass
-            os.close(p["write"])
-            p["write"] = None
-        for p in self._pipes.values():
-            p["thread"].join(timeout)
-            if not p["thread"].is_alive():  # only then are the saved copy and the read end unused
-                os.close(p["saved"])
-                os.close(p["read"])
-                p["saved"] = None
+    for name, conf in (((requested or {}).get("transforms")) or {}).items():
+        got = eng_t.get(name)
+        if not isinstance(conf, dict) or not isinstance(got, dict):
+            continue
+        for opt, value in conf.items():
+            if opt in got and str(got[opt]) != str(value):
+                out.append(f"transforms.{name}.{opt}: requested {value!r} but AD's validated config has {got[opt]!r}")
+    return out

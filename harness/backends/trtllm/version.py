@@ -437,3 +437,91 @@ def check_backend_names(config: dict, backends: dict[str, list[str]], version: s
             raise HarnessError(f"{label}={value!r} is not a {kind} backend registered by the installed TensorRT-LLM "
                                f"{version or ''}; valid: {', '.join(known)}")
     return cfg, notes
+
+
+def keep_cuda_graph_sizes(config: dict, valid_fields) -> tuple[dict, list[str]]:
+    """Keep a user's ``transforms.compile_model.cuda_graph_batch_sizes`` from being overwritten (merged era).
+
+    AD's ``sync_cuda_graph_batch_sizes_to_compile_config`` (auto_deploy/llm_args.py@01e5db06, @16e9bea0)
+    writes ``cuda_graph_config.batch_sizes`` over ``transforms.compile_model.cuda_graph_batch_sizes``
+    whenever that list is non-empty -- and it is non-empty by default: ``cuda_graph_config`` defaults to
+    ``CudaGraphConfig()``, whose validator generates sizes up to 128 when none are given
+    (llmapi/llm_args.py).  So the user's list is copied into ``cuda_graph_config.batch_sizes``, where AD
+    reads it; when both are set and differ, AD's precedence is reported.
+    """
+    valid = set(valid_fields or [])
+    if "cuda_graph_config" not in valid or "cuda_graph_batch_sizes" in valid:
+        return config, []
+    t = ((config.get("transforms") or {}).get("compile_model") or {})
+    sizes = t.get("cuda_graph_batch_sizes") if isinstance(t, dict) else None
+    if not sizes:
+        return config, []
+    cfg = copy.deepcopy(config)
+    cg = cfg.get("cuda_graph_config")
+    if cg is not None and not isinstance(cg, dict):
+        return cfg, []
+    cg = dict(cg or {})
+    if cg.get("batch_sizes") and [int(x) for x in cg["batch_sizes"]] != [int(x) for x in sizes]:
+        return cfg, [f"transforms.compile_model.cuda_graph_batch_sizes {list(sizes)} is overwritten by AD with "
+                     f"cuda_graph_config.batch_sizes {list(cg['batch_sizes'])} (that is the list AD uses)"]
+    if not cg.get("batch_sizes"):
+        cg["batch_sizes"] = list(sizes)
+        cfg["cuda_graph_config"] = cg
+        return cfg, [f"transforms.compile_model.cuda_graph_batch_sizes {list(sizes)} also set as "
+                     "cuda_graph_config.batch_sizes (AD overwrites the transform option with that list, which is "
+                     "filled by default)"]
+    return cfg, []
+
+
+# Registry entries that are not multi-head attention kernels: the cache backends of the other
+# insert_cached_* transforms (MLA, SSM, causal conv, delta rule, residual add). Names registered with
+# AttentionRegistry.register in NVIDIA/TensorRT-LLM tensorrt_llm/_torch/auto_deploy/custom_ops/ include
+# trtllm_mla, MultiHeadLatentAttention, torch_causal_conv, cuda_causal_conv, torch_gated_delta,
+# cached_residual_add; default.yaml@dc325380 names flashinfer_mla, triton_ssm, fla_delta, fla_gated_delta.
+_NOT_MHA = re.compile(r"(mla|latent|ssm|mamba|causal_conv|conv|delta|residual)", re.IGNORECASE)
+ATTN_PREFERENCE = ("trtllm", "flashinfer", "torch", "triton_paged", "triton")
+
+
+def mha_attention_backends(registered: list[str] | None, default_cfg: dict | None = None) -> list[str]:
+    """The registered attention backends ``attn_backend`` can select (multi-head attention kernels),
+    in a stable order: AD's usual ones first, then the rest alphabetically."""
+    others = set()
+    for name, conf in ((default_cfg or {}).get("transforms") or {}).items():
+        if name.startswith("insert_cached_") and name != "insert_cached_attention" and isinstance(conf, dict):
+            if conf.get("backend"):
+                others.add(str(conf["backend"]))
+    names = [n for n in (registered or []) if n not in others and not _NOT_MHA.search(n)]
+    return [n for n in ATTN_PREFERENCE if n in names] + sorted(n for n in names if n not in ATTN_PREFERENCE)
+
+
+def kv_cache_dtype(resolved: dict) -> tuple[str | None, str | None]:
+    """(config key, KV-cache dtype) of a resolved config: ``kv_cache_config.dtype`` (merged era) or the
+    ``kv_cache_dtype`` field (AutoDeployConfig era, llm_args.py@3e906a0e); (None, None) when unset."""
+    kv = resolved.get("kv_cache_config")
+    if isinstance(kv, dict) and kv.get("dtype") is not None:
+        return "kv_cache_config.dtype", str(kv["dtype"])
+    if resolved.get("kv_cache_dtype") is not None:
+        return "kv_cache_dtype", str(resolved["kv_cache_dtype"])
+    return None, None
+
+
+def unchecked_key_notes(config: dict) -> list[str]:
+    """Notes for a config that cannot be checked against the installed LlmArgs (tensorrt_llm not
+    installed): keys unknown to every version read (configs/trtllm/llm_args_fields.yaml), with close
+    matches, and a reminder that the worker checks the installed version's fields."""
+    from harness.config import load_yaml
+    from harness.paths import TRTLLM_KNOWN_FIELDS
+
+    data = load_yaml(TRTLLM_KNOWN_FIELDS, "known LlmArgs fields")
+    known = set(data.get("mixin") or []) | set(data.get("torch_llm_args_subset") or [])
+    for fields in (data.get("ad_own") or {}).values():
+        known |= set(fields)
+    keys = [k for k in (config or {}) if k not in ("plugins", "transforms")]  # transform names: the default.yaml's
+    notes = [f"tensorrt_llm is not installed here: the {len(keys)} top-level config key(s) besides transforms are "
+             "checked against AD LlmArgs fields of the versions read, not the installed one (the worker checks that)"]
+    for k in keys:
+        if k not in known:
+            close = difflib.get_close_matches(k, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            notes.append(f"config key {k!r} is not an LlmArgs field in any TensorRT-LLM version read{hint}")
+    return notes

@@ -56,7 +56,9 @@ def _artefacts(run_dir: Path, inputs, plan, state: BisectState) -> dict:
     from harness.bisect.report.repro import write_repro
 
     groups = [c["knobs"] for c in state.culprits or []]
-    files = write_repro(run_dir, state.outcome or "unexplained", plan, inputs, groups, state.headline or "")
+    recovered = ((state.phases or {}).get("ladder") or {}).get("recovered")
+    files = write_repro(run_dir, state.outcome or "unexplained", plan, inputs, groups, state.headline or "",
+                        recovered=recovered)
     if (run_dir / "fake_quant_debug.yaml").exists() and "4a" in (state.phases or {}):
         files["fake_quant_yaml"] = "fake_quant_debug.yaml"
     p5 = (state.phases or {}).get("5") or {}

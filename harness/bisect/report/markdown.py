@@ -150,12 +150,51 @@ def _phase3_section(s: dict) -> list[str]:
     phase3 = s["phases"].get("3")
     if not phase3:
         return []
-    return ["## Phase 3 - strip to minimal", "",
-            f"Stripped {len(phase3['stripped'])} knobs ({', '.join(phase3['stripped']) or 'none'}): minimal config "
-            f"**{phase3['verdict']}** (score {_f(phase3.get('score'))}, step {phase3['step']}).",
-            "The minimal config still regresses: the bug is in a core path (weights, attention, KV cache)."
-            if phase3["core_path_bug"] else "The minimal config recovers: a stripped knob is responsible; searching.",
-            ""]
+    lines = ["## Phase 3 - strip to minimal", "",
+             f"Stripped {len(phase3['stripped'])} knobs ({', '.join(phase3['stripped']) or 'none'}): minimal config "
+             f"**{phase3['verdict']}** (score {_f(phase3.get('score'))}, step {phase3['step']}).",
+             "The minimal config still regresses: the bug is in a core path (weights, attention, KV cache)."
+             if phase3["core_path_bug"] else "The minimal config recovers: a stripped knob is responsible; searching."]
+    pruned = (s["phases"].get("prune") or {}).get("no_effect") or []
+    if pruned:
+        lines += ["", f"No effect on this model, not searched ({len(pruned)}; the full candidate run reported them "
+                  "skipped / 0 matches, so they stay off in every probe):", ""]
+        lines += [f"- {d['name']} ({d['category']}): `{_cell(_evidence(d.get('evidence')))}`" for d in pruned]
+    lines.append("")
+    return lines
+
+
+def _evidence(text, width: int = 120) -> str:
+    text = str(text or "")
+    return (text[text.index("[stage="):] if "[stage=" in text else text)[:width]
+
+
+def _ladder_section(s: dict) -> list[str]:
+    ladder = s["phases"].get("ladder")
+    if not ladder:
+        return []
+    lines = ["## Core-path ladder", "",
+             "The minimal config still regresses; each installed alternative is tried alone on it, in order, until "
+             "one recovers:", "", "| # | switched | verdict | score | step |", "|---|---|---|---|---|"]
+    for i, r in enumerate(ladder["rungs"], 1):
+        lines.append(f"| {i} | {r['axis']}: {r.get('from')} -> {r['value']} | {r['verdict']} | {_f(r.get('score'))} | "
+                     f"{r['step']} |")
+    if ladder["tried"] < ladder["offered"]:
+        lines += ["", f"{ladder['offered'] - ladder['tried']} further rung(s) not needed."]
+    lines += ["", f"**{ladder['finding']}**", ""]
+    return lines
+
+
+def _did_it_apply_section(s: dict) -> list[str]:
+    acc = s.get("config_accounting") or {}
+    rows = acc.get("rows") or []
+    if not rows:
+        return []
+    from harness.backends.accounting import render_rows
+
+    counts = " | ".join(f"{k}: {v}" for k, v in (acc.get("counts") or {}).items())
+    return (["## Did it apply? (every key of --config, full candidate run)", "",
+             f"Total keys: {len(rows)} | {counts}", ""] + render_rows(rows) + [""])
 
 
 def _search_section(s: dict) -> list[str]:
@@ -277,8 +316,8 @@ def _knob_effects_lines(knob_effects: dict) -> list[str]:
         return []
     lines = ["", "Knobs in the full candidate run (requested -> what the engine reported):"]
     for name, effect in knob_effects.items():
-        ran = {True: "ran", False: "did not run", None: "?"}[effect.get("ran")]
-        lines.append(f"- {name}: requested {'on' if effect['requested'] else 'off'}, {ran}"
+        status = effect.get("status") or {True: "applied", False: "not applied", None: "?"}[effect.get("ran")]
+        lines.append(f"- {name}: requested {'on' if effect['requested'] else 'off'}, {status}"
                      + (f" ({effect['num_matches']} matches)" if effect.get("num_matches") is not None else ""))
     return lines
 
@@ -293,6 +332,11 @@ def _environment_section(s: dict) -> list[str]:
         if backend.get("env_scrubbed"):
             lines.append(f"  - environment variables removed from the worker: {backend['env_scrubbed']}")
     lines += _knob_effects_lines(s.get("knob_effects") or {})
+    protocols = (s["phases"].get("0") or {}).get("protocols")
+    if protocols:
+        lines += ["", f"Sampling protocols (--reference-protocol {protocols.get('flag')}): paired runs "
+                  f"{protocols['paired']['name']} ({protocols['paired']['source']}); reference-score check "
+                  f"{protocols['reference_score']['name']} ({protocols['reference_score']['source']})."]
     lines.append("")
     return lines
 
@@ -301,8 +345,9 @@ def _files_section(s: dict) -> list[str]:
     return ["## Files", ""] + [f"- `{path}` ({role})" for role, path in s["files"].items()] + [""]
 
 
-SECTIONS = (_verdict_section, _next_steps_section, _phase0_section, _phases_1_2_section, _phase3_section,
-            _search_section, _phase6_section, _phase4a_section, _phase4c_section, _phase5_section,
+SECTIONS = (_verdict_section, _next_steps_section, _phase0_section, _phases_1_2_section, _did_it_apply_section,
+            _phase3_section, _ladder_section, _search_section, _phase6_section, _phase4a_section, _phase4c_section,
+            _phase5_section,
             _unresolved_section, _trail_section, _plan_section, _environment_section, _files_section)
 
 

@@ -14,8 +14,9 @@ def _header(lines: list[str]) -> str:
     return "".join(f"# {x}\n" for x in lines)
 
 
-def repro_configs(outcome: str, plan, user: dict, culprit_groups: list[list[str]]) -> dict:
-    """{"minimal_failing": (config, why) | None, "confirming": (config, why) | None}."""
+def repro_configs(outcome: str, plan, user: dict, culprit_groups: list[list[str]], recovered: dict | None = None) -> dict:
+    """{"minimal_failing": (config, why) | None, "confirming": (config, why) | None}; ``recovered``: the
+    core-path ladder's rung that recovered (harness/bisect/core_path.py), whose config confirms."""
     names = [n for g in culprit_groups for n in g]
     out = {"minimal_failing": None, "confirming": None}
     if outcome in ("culprit", "unconfirmed") and names:
@@ -27,6 +28,14 @@ def repro_configs(outcome: str, plan, user: dict, culprit_groups: list[list[str]
     elif outcome == "core_path":
         out["minimal_failing"] = (plan.config(user, ()), "the minimal config (every strippable knob off): still "
                                   "regresses, so the bug is in a core path")
+        rung = next((r for r in plan.ladder if recovered and (r["axis"], r["value"]) ==
+                     (recovered["axis"], recovered["value"])), None)
+        if rung is not None:
+            from harness.config.ops import deep_merge
+
+            out["confirming"] = (deep_merge(plan.config(user, ()), rung["config"]),
+                                 f"the minimal config with {rung['axis']} {rung.get('from')} -> {rung['value']}: "
+                                 "recovers (the core-path ladder's finding)")
     else:
         out["minimal_failing"] = (user, f"the full candidate config (outcome {outcome}: nothing smaller to offer)")
     return out
@@ -70,10 +79,11 @@ def command_lines(inputs, config_rel: str) -> str:
     ])
 
 
-def write_repro(run_dir: Path, outcome: str, plan, inputs, culprit_groups: list[list[str]], headline: str) -> dict:
+def write_repro(run_dir: Path, outcome: str, plan, inputs, culprit_groups: list[list[str]], headline: str,
+                recovered: dict | None = None) -> dict:
     d = Path(run_dir) / "repro"
     d.mkdir(parents=True, exist_ok=True)
-    cfgs = repro_configs(outcome, plan, inputs.user_config, culprit_groups)
+    cfgs = repro_configs(outcome, plan, inputs.user_config, culprit_groups, recovered)
     files = {}
     src = inputs.config_path or "(no --config: the default.yaml in force)"
     for key, fname in (("minimal_failing", "minimal_failing.yaml"), ("confirming", "confirming.yaml")):

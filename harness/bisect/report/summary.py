@@ -86,6 +86,7 @@ def build_summary(inputs, plan, state: BisectState, files: dict, run: dict) -> d
         "warnings": state.warnings or [],
         "environment": environment(state.results, state.warnings or []),
         "knob_effects": _knob_effects(inputs, plan, state.results.get("candidate")),
+        "config_accounting": _config_accounting(inputs, state.results.get("candidate")),
         "files": files,
         "run": run,
     }
@@ -101,6 +102,17 @@ def _knob_effects(inputs, plan, cand) -> dict:
 
     return knob_effects(resolve(inputs.catalogue, inputs.user_config), cand.info,
                         [k.name for k in plan.togglable + plan.kept])
+
+
+def _config_accounting(inputs, cand) -> dict:
+    """Every key of --config, APPLIED / DISABLED / SKIPPED / FAILED / UNKNOWN in the full candidate run, with the
+    evidence (harness/backends/accounting.py)."""
+    if cand is None or cand.status != "ok":
+        return {"rows": [], "counts": {}, "note": "no full-candidate run to account against"}
+    from harness.backends.accounting import account_config, counts
+
+    rows = account_config(inputs.user_config, cand.info or {})
+    return {"rows": rows, "counts": counts(rows), "summary": (cand.info or {}).get("transforms_summary")}
 
 
 def write_json(path: Path, obj) -> None:

@@ -33,6 +33,9 @@ class Logger(metaclass=Singleton):
         self._logger.addHandler(handler)
         self._logger.setLevel(_LEVELS.get(level, logging.ERROR))
 
+    def set_rank(self, rank):
+        self.rank = rank
+
     def log(self, severity, *msg):
         parts = [f"[{self.PREFIX}]"]
         if self.rank is not None:

@@ -1,7 +1,7 @@
 """Fake of tensorrt_llm/llmapi/llm_args.py: a subset of BaseLlmArgs / TorchLlmArgs fields (pydantic, extra=forbid)."""
 from typing import List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictBaseModel(BaseModel):
@@ -16,9 +16,24 @@ class KvCacheConfig(StrictBaseModel):
 
 
 class CudaGraphConfig(StrictBaseModel):
+    """Like the real CudaGraphConfig (llmapi/llm_args.py): with neither batch_sizes nor max_batch_size given,
+    max_batch_size defaults to 128 and batch_sizes is generated -- so the list is filled by default."""
+
     batch_sizes: Optional[List[int]] = None
     max_batch_size: int = 0
     enable_padding: bool = False
+
+    @model_validator(mode="after")
+    def _fill_batch_sizes(self):
+        if self.batch_sizes:
+            self.batch_sizes = sorted(self.batch_sizes)
+            self.max_batch_size = self.max_batch_size or max(self.batch_sizes)
+            return self
+        top = self.max_batch_size or 128
+        sizes = [1, 2, 4] + [8 * i for i in range(1, 17)] if self.enable_padding else list(range(1, 32)) + [32, 64, 128]
+        self.batch_sizes = sorted(s for s in set(sizes) if s <= top)
+        self.max_batch_size = top
+        return self
 
 
 class BaseLlmArgs(StrictBaseModel):
