@@ -29,7 +29,8 @@ def test_clean_config_is_same_with_no_culprit(tmp_path, store):
     assert s["culprits"] == [] and "3" not in s["phases"]
     # Phase 0 and Phase 1 only (Phase 1 escalated until equivalence was shown, with the reference alongside)
     assert [t["phase"] for t in s["trail"] if t["phase"] != "ref"] == ["0", "1"]
-    assert s["trail"][1]["escalated_to"] and "equivalence test" in s["phases"]["1"]["comparison"]["reasons"][0]
+    phase1 = next(t for t in s["trail"] if t["phase"] == "1")
+    assert phase1["escalated_to"] and "equivalence test" in s["phases"]["1"]["comparison"]["reasons"][0]
 
 
 def test_linear_strategy_evaluates_every_knob(tmp_path, store):

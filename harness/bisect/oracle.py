@@ -9,7 +9,7 @@ run's on the same samples (``harness.comparison.verdict.compare_runs``): ``regre
   is still unresolved the step is ``untestable`` - never a pass.
 * ``inconclusive`` (not enough evidence either way): the step is re-run once at the sample count
   the comparison says would decide it (``n_needed``, from the variance it observed, plus
-  ``ESCALATE_MARGIN``; capped at what the data set holds), together with the reference at the same
+  ``ESCALATE_MARGIN``; twice as many when it cannot be sized; capped at what the data set holds), together with the reference at the same
   sample count, and judged again (at most ``MAX_ESCALATIONS`` times, each sized on the larger run).
   If the data set has no more samples, the count cannot be sized, or the largest run is still
   inconclusive, the step is ``untestable``. Searching on an untestable
@@ -200,11 +200,13 @@ class Oracle:
         return self.compare(ref.records, res.records, alpha=alpha)
 
     def _escalated_samples(self, n: int | None, needed: int | None) -> int | None:
-        """The sample count an inconclusive step is re-run at, or None (untestable)."""
-        if n is None or self.available is None or not needed:
+        """The sample count an inconclusive step is re-run at, or None (untestable). When the comparison
+        cannot size it (no equivalence is reachable, and its estimate is below the minimum effect) or
+        sizes it below n, the count doubles."""
+        if n is None or self.available is None:
             return None
         avail = self.available()
         if not avail or avail <= n:
             return None
-        target = int(needed * ESCALATE_MARGIN) + 1
-        return min(avail, target if target > n else 2 * n)  # sized below n yet undecided: double it
+        target = int(needed * ESCALATE_MARGIN) + 1 if needed else 0
+        return min(avail, target if target > n else 2 * n)
