@@ -723,6 +723,16 @@ def _git() -> dict:
             "dirty_files": status.splitlines() if status else []}
 
 
+def _load() -> list[float] | None:
+    """1/5/15-minute load averages: the wall time means little on a shared machine without them."""
+    try:
+        import os
+
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _verdict_params(pop: Population) -> dict:
     """The settings the verdict reports for one comparison (whatever VerdictOptions holds)."""
     from harness.comparison.verdict import compare_runs
@@ -771,6 +781,7 @@ def main(argv=None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     t0 = time.time()
+    load_start = _load()
     pops = {}
     if "demo" in names:
         log("demo population: the hf backend on the whole demo set (cached) ...")
@@ -817,7 +828,8 @@ def main(argv=None) -> int:
                                 "fault_points": FAULT_POINTS, "extra_noise_points": EXTRA_NOISE_POINTS,
                                 "corrupt_push_nats": PUSH, "mc_rows": MC_ROWS},
                  "seconds": {"evaluation": round(t_eval, 1), "calibration": round(t_cal, 1),
-                             "grid": round(t_grid, 1), "wall": round(time.time() - t0, 1)}},
+                             "grid": round(t_grid, 1), "wall": round(time.time() - t0, 1)},
+                 "load_average": {"start": load_start, "end": _load()}},
         "design": __doc__,
         "populations": {name: {**population_summary(p), **({"real_faults": p.real_info} if p.real_info else {})}
                         for name, p in pops.items()},
