@@ -9,8 +9,10 @@ behind the verdict is kept. The rules (docs/method.md, "Statistics"):
   answer's renormalised probability) when both runs carry answer-letter log-probabilities, else
   accuracy itself (generation tasks). Accuracy is a second route when both exist.
 * ``regressed`` / ``improved``: a route's one-sided test is significant at alpha / (number of
-  routes) AND its estimate is at least ``min_effect`` points (and beyond the A/A floor, when one
-  was measured). A change too small to matter is not a regression, however significant.
+  routes) AND the estimate is at least ``min_effect`` points on EVERY route, in the same direction
+  (and beyond the A/A floor, when one was measured). A change too small to matter is not a
+  regression, however significant; nor is one that a single noisy route shows and the other does
+  not (then the verdict is inconclusive and says which route fell short).
 * ``same``: an equivalence claim, not "nothing was significant": the primary route's (1 - 2 alpha)
   interval lies inside +-``min_effect`` (two one-sided tests at alpha, so the chance of calling a
   true change of min_effect or more "same" is at most alpha), and no route makes a call.
@@ -336,8 +338,11 @@ def combine(routes: list[Route], primary: Route) -> Decision:
     if calls:
         verdict = calls.pop()
         callers = [route for route in routes if route.call == verdict]
-        reasons = [_call_reason(route) for route in callers] + _opposite_words(routes, verdict) + notes
-        return Decision(verdict, reasons, [route.name for route in callers])
+        short = [route for route in routes if not _reaches(route, verdict)]
+        if short:
+            return Decision("inconclusive", [_call_reason(route) for route in callers] + [_short_words(route, verdict)
+                            for route in short] + notes, [], n_needed=_deciding_pairs(routes, primary))
+        return Decision(verdict, [_call_reason(route) for route in callers] + notes, [route.name for route in callers])
     if primary.equivalent:
         return Decision("same", [_same_reason(primary)] + _unsettled_words(routes, primary) + notes, [])
     return Decision("inconclusive", [_undecided_reason(primary)] + _disagreement_words(routes) + notes, [],
@@ -375,11 +380,19 @@ def _undecided_reason(route: Route) -> str:
             f"at least {margin:g} points nor equivalence within +-{margin:g} is shown at n={route.difference.n}")
 
 
-def _opposite_words(routes: list[Route], verdict: str) -> list[str]:
-    """A call whose other route points the other way says so."""
+def _reaches(route: Route, verdict: str) -> bool:
+    """The route's estimate is at least the minimum effect in the verdict's direction."""
     sign = -1 if verdict == "regressed" else 1
-    return [f"{route.label} moved the other way ({route.estimate:+.2f} points, not significant)"
-            for route in routes if route.call is None and route.estimate * sign < 0]
+    return route.estimate * sign >= route.settings.min_effect
+
+
+def _short_words(route: Route, verdict: str) -> str:
+    """Why a route that falls short of the minimum effect blocks the call."""
+    sign = -1 if verdict == "regressed" else 1
+    if route.estimate * sign < 0:
+        return f"but {route.label} moved the other way ({route.estimate:+.2f} points): the routes disagree in direction"
+    return (f"but {route.label} moved only {route.estimate:+.2f} points, less than the minimum effect of "
+            f"{route.settings.min_effect:g}: not called {verdict} until every route shows it")
 
 
 def _unsettled_words(routes: list[Route], primary: Route) -> list[str]:
