@@ -13,8 +13,18 @@
    reference, full and minimal runs are common to both strategies and not counted). Culprit
    positions are drawn at random (--trials per cell, fixed seed). "named_right" is the share of
    trials whose culprit groups equal the planted ones and were confirmed both ways.
-   Target (the acceptance criterion of the search; the result's "summary" records whether it was
-   met): one culprit, adaptive <= ceil(log2 n) + 3 evaluations including confirmation, linear about n + 2.
+   Phase 6 runs on fresh prompts, so it adds its own evaluations (2 for one culprit, plus the
+   reference on the fresh set). Target (the result's "summary" records whether it was met): one
+   culprit, the adaptive search <= ceil(log2 n) + 3 evaluations, linear about n + 2.
+
+1b. Noisy oracle. The same search and Phase-6 code (harness.bisect.confirm.judge_confirmation)
+   against an oracle whose verdicts are wrong at a per-probe false-fail rate (2 / 5 / 10%), miss a
+   culprit at 1 - power (95 / 90 / 80%; untestable), and, in two cells, an innocent knob that
+   trips: always (a verdict that calls its small effect) or at 5% (calls need the minimum effect).
+   Verdicts are deterministic per configuration and prompt set, as the evaluation store makes them;
+   Phase 6 is run on fresh prompts (what bisect does) and on the search's own (the earlier design,
+   for contrast). Reported: wrong-culprit and "confirmed but wrong" rates, evaluations. Target:
+   confirmed-but-wrong <= 2% at a 5% false-fail rate.
 
 2. Demo bisect. `python -m harness bisect` with no arguments (demo model, data and config, fresh
    worker process per evaluation) in a fresh evaluation store: wall time of the whole command, the
@@ -38,49 +48,65 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.bisect.search import FAIL, PASS, run_search  # noqa: E402
+from harness.bisect.confirm import judge_confirmation  # noqa: E402
+from harness.bisect.search import FAIL, PASS, UNTESTABLE, run_search  # noqa: E402
 
 
-def oracle_for(groups):
-    def oracle(on, purpose):
-        s = set(on)
-        return FAIL if any(set(g) <= s for g in groups) else PASS
-    return oracle
+class Judged:
+    """A synthetic judged step: what harness.bisect.confirm.judge_confirmation reads."""
+
+    def __init__(self, verdict: str, index: int):
+        self.verdict, self.index, self.comparison = verdict, index, {}
 
 
-def confirmation_sets(knobs, groups):
-    """The configurations Phase 6 judges (as knob sets switched on), as the orchestrator builds them."""
-    allc = [k for g in groups for k in g]
-    sets = []
-    if len(groups) > 1:
-        sets += [set(g) for g in groups]
-    for g in groups:
-        if len(g) > 1:
-            sets += [{k} for k in g]
-    sets += [set(knobs) - set(allc), set(allc)]
-    return sets
+OUTCOME_VERDICT = {FAIL: "regressed", PASS: "same", UNTESTABLE: "inconclusive"}
 
 
-def one_trial(strategy, knobs, planted):
-    oracle = oracle_for(planted)
-    res = run_search(strategy, knobs, oracle)
+class NoisyOracle:
+    """Verdicts of configurations, deterministic per (configuration, prompt set) as the evaluation
+    store makes them: a configuration holding a planted group fails with probability ``power`` (else
+    it is untestable); any other fails with probability ``false_fail`` (else passes); configurations
+    holding the ``tripping`` knob fail with probability ``trip`` instead. Prompt set "search" is the
+    search's, "fresh" Phase 6's: independent draws."""
+
+    def __init__(self, groups, rng, power=1.0, false_fail=0.0, tripping=None, trip=0.0):
+        self.groups, self.rng = groups, rng
+        self.power, self.false_fail, self.tripping, self.trip = power, false_fail, tripping, trip
+        self.memo: dict = {}
+
+    def outcome(self, on, prompts: str) -> str:
+        key = (frozenset(on), prompts)
+        if key not in self.memo:
+            s = set(on)
+            if any(set(g) <= s for g in self.groups):
+                self.memo[key] = FAIL if self.rng.random() < self.power else UNTESTABLE
+            else:
+                rate = self.trip if self.tripping in s else self.false_fail
+                self.memo[key] = FAIL if self.rng.random() < rate else PASS
+        return self.memo[key]
+
+
+def one_trial(strategy, knobs, planted, rng=None, confirm_on="fresh", **noise):
+    """Search (harness.bisect.search.run_search) then Phase 6 (harness.bisect.confirm.judge_confirmation),
+    the code bisect runs, against a synthetic oracle; Phase 6 on fresh prompts or the search's own."""
+    oracle = NoisyOracle(planted, rng or random.Random(0), **noise)
+    res = run_search(strategy, knobs, lambda on, purpose: oracle.outcome(on, "search"))
     judged = {frozenset(p.on) for p in res.probes}
-    groups = res.culprits
-    extra = 0
-    outcomes = {}
-    for s in confirmation_sets(knobs, groups):
-        key = frozenset(s)
-        if key not in judged and key not in (frozenset(), frozenset(knobs)):
-            judged.add(key)
-            extra += 1
-        outcomes[key] = oracle(tuple(s), "confirm")
-    allc = {k for g in groups for k in g}
-    confirmed = (bool(groups) and outcomes[frozenset(set(knobs) - allc)] == PASS
-                 and outcomes[frozenset(allc)] == FAIL
-                 and all(outcomes[frozenset({k})] == PASS for g in groups if len(g) > 1 for k in g))
-    right = sorted(sorted(g) for g in groups) == sorted(sorted(g) for g in planted)
+    confirm_evals = []
+
+    def judge(on, purpose):
+        key = (frozenset(on), confirm_on)
+        if confirm_on == "fresh" or key[0] not in judged | {frozenset(), frozenset(knobs)}:
+            confirm_evals.append(key)
+        return Judged(OUTCOME_VERDICT[oracle.outcome(on, confirm_on)], len(confirm_evals))
+
+    found = judge_confirmation(res.culprits, knobs, {}, judge) if res.culprits else None
+    right = sorted(sorted(g) for g in res.culprits) == sorted(sorted(g) for g in planted)
+    confirmed = bool(found and found.confirmed)
+    extra = len(set(confirm_evals))
     return {"evaluations": res.evaluations + extra, "search": res.evaluations, "confirm": extra,
-            "named_right": bool(right and confirmed)}
+            "named_right": bool(right and confirmed), "wrong": bool(res.culprits) and not right,
+            "confirmed_wrong": confirmed and not right}
 
 
 def plant(kind, knobs, rng):
@@ -106,11 +132,45 @@ def search_bench(ns, trials, seed=0):
                        "search_mean": round(sum(r["search"] for r in res) / len(res), 2),
                        "confirm_mean": round(sum(r["confirm"] for r in res) / len(res), 2),
                        "named_right": round(sum(r["named_right"] for r in res) / len(res), 3)}
-                if kind == "one_culprit":
+                if kind == "one_culprit":  # the target counts the search; Phase 6 adds its fresh-prompt runs
                     target = math.ceil(math.log2(n)) + 3 if strategy == "adaptive" else n + 2
                     row["target"] = target
-                    row["meets_target"] = (max(ev) <= target) if strategy == "adaptive" else (max(ev) <= target)
+                    row["search_max"] = max(r["search"] for r in res)
+                    row["meets_target"] = row["search_max"] <= target
                 rows.append(row)
+    return rows
+
+
+NOISE_CELLS = [  # (per-probe false-fail rate, power, tripping knob's fail rate)
+    (0.02, 0.95, 0.0), (0.05, 0.90, 0.0), (0.10, 0.80, 0.0),
+    (0.05, 0.90, 1.0),  # one innocent knob trips consistently (a verdict that calls its small effect)
+    (0.05, 0.90, 0.05),  # the same knob when calls need the minimum effect (bench_detection: <= 5% below it)
+]
+
+
+def noisy_bench(ns, trials, seed=0):
+    """Wrong-culprit and confirmed-but-wrong rates of adaptive search + Phase 6 against a noisy
+    oracle, with Phase 6 on fresh prompts (what bisect does) and on the search's own prompts (the
+    earlier design, for contrast)."""
+    rows = []
+    for n in ns:
+        knobs = [f"knob_{i:02d}" for i in range(n)]
+        for false_fail, power, trip in NOISE_CELLS:
+            for confirm_on in ("fresh", "search"):
+                rng = random.Random(f"{seed}-{n}-{false_fail}-{power}-{trip}")
+                res = []
+                for _ in range(trials):
+                    planted = [[rng.choice(knobs)]]
+                    tripping = rng.choice([k for k in knobs if k != planted[0][0]]) if trip else None
+                    res.append(one_trial("adaptive", knobs, planted, rng, confirm_on=confirm_on, power=power,
+                                         false_fail=false_fail, tripping=tripping, trip=trip))
+                rows.append({"n": n, "false_fail": false_fail, "power": power, "tripping_knob_fail_rate": trip,
+                             "confirm_on": confirm_on, "trials": trials,
+                             "wrong_culprit": round(sum(r["wrong"] for r in res) / trials, 4),
+                             "confirmed_but_wrong": round(sum(r["confirmed_wrong"] for r in res) / trials, 4),
+                             "named_right_and_confirmed": round(sum(r["named_right"] for r in res) / trials, 4),
+                             "evaluations_mean": round(sum(r["evaluations"] for r in res) / trials, 2),
+                             "search_mean": round(sum(r["search"] for r in res) / trials, 2)})
     return rows
 
 
@@ -151,18 +211,27 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--ns", default="8,16,32,64")
     ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument("--noisy-trials", type=int, default=2000)
+    ap.add_argument("--noisy-ns", default="8,16,32")
     args = ap.parse_args(argv)
     ns = [int(x) for x in args.ns.split(",")]
     t0 = time.monotonic()
     rows = search_bench(ns, args.trials)
     result = {"search": rows, "search_seconds": round(time.monotonic() - t0, 2)}
+    noisy = noisy_bench([int(x) for x in args.noisy_ns.split(",")], args.noisy_trials)
+    result["noisy"] = noisy
+    at5 = [r for r in noisy if r["false_fail"] == 0.05 and r["tripping_knob_fail_rate"] == 0.0 and r["confirm_on"] == "fresh"]
     one = [r for r in rows if r["situation"] == "one_culprit"]
     result["summary"] = {
         "adaptive_one_culprit_max_by_n": {r["n"]: r["evaluations_max"] for r in one if r["strategy"] == "adaptive"},
         "adaptive_target_by_n": {r["n"]: r["target"] for r in one if r["strategy"] == "adaptive"},
         "linear_one_culprit_max_by_n": {r["n"]: r["evaluations_max"] for r in one if r["strategy"] == "linear"},
+        "adaptive_search_max_by_n": {r["n"]: r["search_max"] for r in one if r["strategy"] == "adaptive"},
         "adaptive_meets_target": all(r["meets_target"] for r in one if r["strategy"] == "adaptive"),
+        "phase6_fresh_evaluations_one_culprit": 2,  # minimal + culprit, full - culprit (+ the fresh reference)
         "all_named_right": all(r["named_right"] == 1.0 for r in rows),
+        "confirmed_but_wrong_at_5pct_false_fail": {r["n"]: r["confirmed_but_wrong"] for r in at5},
+        "confirmed_but_wrong_target_met": all(r["confirmed_but_wrong"] <= 0.02 for r in at5),
     }
     if not args.skip_demo:
         with tempfile.TemporaryDirectory(prefix="bench-bisect-") as d:

@@ -19,12 +19,49 @@ says so.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from harness.bisect.context import BisectContext
 from harness.bisect.oracle import Oracle
 from harness.bisect.search import SearchResult
 from harness.bisect.state import BisectState
+
+
+@dataclass
+class Confirmation:
+    """What Phase 6 found: each check's judged step, and whether every culprit is confirmed."""
+
+    down: object  # full minus every culprit
+    up: object  # minimal plus every culprit
+    per_group: list[dict]
+    members_alone: list[dict]
+    confirmed: bool
+
+
+def judge_confirmation(groups: list[list[str]], knobs: list[str], requires: dict, judge: Callable) -> Confirmation:
+    """Phase 6's checks through ``judge(on, purpose) -> step`` (a step has ``verdict``, ``index`` and
+    ``comparison``): the bisect's judge evaluates on fresh prompts, the search benchmark's is
+    synthetic; this decision logic is shared by both. ``on`` are the knobs at their full value, every
+    other at its minimal value. The culprit groups are left unchanged; ``Confirmation.confirmed``
+    says whether all of them hold."""
+    allc = [n for g in groups for n in g]
+    gone = set(allc)
+    remaining = tuple(n for n in knobs if n not in gone and not (set(requires.get(n, ())) & gone))
+    per_group = [{"knobs": g, **_brief(judge(tuple(g), f"minimal + {', '.join(g)}"))} for g in groups] \
+        if len(groups) > 1 else []
+    members = [{"knob": n, "group": g, **_brief(judge((n,), f"minimal + {n} alone (pair member)"))}
+               for g in groups if len(g) > 1 for n in g]
+    down = judge(remaining, f"full - {', '.join(allc)}")
+    up = judge(tuple(allc), f"minimal + {', '.join(allc)}")
+    groups_ok = all(p["verdict"] == "regressed" for p in per_group)
+    members_ok = not any(m["regressed"] for m in members)
+    return Confirmation(down, up, per_group, members, _regressed(up) and _not_regressed(down) and groups_ok
+                        and members_ok)
+
+
+def _brief(step) -> dict:
+    return {"step": getattr(step, "index", None), "verdict": step.verdict, "regressed": _regressed(step)}
 
 
 def confirm_culprits(ctx: BisectContext, state: BisectState, res: SearchResult | None) -> None:
@@ -36,16 +73,20 @@ def confirm_culprits(ctx: BisectContext, state: BisectState, res: SearchResult |
         return
     ctx.phase("phase 6: confirm on fresh prompts")
     oracle, fresh = fresh_oracle(ctx)
-    per_group = _each_group(ctx, oracle, res.culprits)
-    alone = _interaction_members(ctx, oracle, res.culprits)
-    down, up = _both_ways(ctx, oracle, [n for g in res.culprits for n in g])
-    confirmed = _mark_confirmed(state.culprits, res.culprits, _regressed(up) and _not_regressed(down),
-                                per_group, alone)
-    state.phases["6"] = {"ran": True, "confirmed": confirmed, "prompts": fresh,
-                         "full_minus_culprits": _step_record(down), "minimal_plus_culprits": _step_record(up),
-                         "per_group": per_group, "members_alone": alone}
-    state.conclude("culprit" if confirmed else "unconfirmed",
-                   _headline(res.culprits, confirmed, down, up, alone, fresh))
+    where = " (fresh prompts)" if fresh.get("fresh") else ""
+
+    def judge(on, purpose):
+        closed = ctx.plan.closure(on)
+        base = "full" if purpose.startswith("full") else "minimal"
+        return ctx.judge(ctx.plan.config(ctx.user, closed), "6", purpose + where, on=closed, base=base, oracle=oracle)
+
+    found = judge_confirmation(res.culprits, list(ctx.plan.knob_names), ctx.plan.requires, judge)
+    _mark_confirmed(state.culprits, res.culprits, found)
+    state.phases["6"] = {"ran": True, "confirmed": found.confirmed, "prompts": fresh,
+                         "full_minus_culprits": _step_record(found.down), "minimal_plus_culprits": _step_record(found.up),
+                         "per_group": found.per_group, "members_alone": found.members_alone}
+    state.conclude("culprit" if found.confirmed else "unconfirmed",
+                   _headline(res.culprits, found.confirmed, found.down, found.up, found.members_alone, fresh))
 
 
 # -- the fresh prompt set ------------------------------------------------------------------------
@@ -81,43 +122,6 @@ def fresh_oracle(ctx: BisectContext) -> tuple[Oracle, dict]:
 
 
 # -- the checks --------------------------------------------------------------------------------
-def _each_group(ctx: BisectContext, oracle: Oracle, groups: list[list[str]]) -> list[dict]:
-    """Several culprit groups: minimal plus each group alone must regress."""
-    plan, out = ctx.plan, []
-    if len(groups) > 1:
-        for g in groups:
-            s = ctx.judge(plan.config(ctx.user, plan.closure(g)), "6", f"minimal + {', '.join(g)} (fresh prompts)",
-                          on=plan.closure(g), base="minimal", oracle=oracle)
-            out.append({"knobs": g, "step": s.index, "verdict": s.verdict})
-    return out
-
-
-def _interaction_members(ctx: BisectContext, oracle: Oracle, groups: list[list[str]]) -> list[dict]:
-    """An interaction: no member alone from minimal may regress."""
-    plan, out = ctx.plan, []
-    for g in groups:
-        if len(g) > 1:
-            for n in g:
-                on = plan.closure([n])
-                st = ctx.judge(plan.config(ctx.user, on), "6", f"minimal + {n} alone (pair member, fresh prompts)",
-                               on=on, base="minimal", oracle=oracle)
-                out.append({"knob": n, "group": g, "step": st.index, "verdict": st.verdict,
-                            "regressed": _regressed(st)})
-    return out
-
-
-def _both_ways(ctx: BisectContext, oracle: Oracle, allc: list[str]):
-    """(full minus every culprit, minimal plus every culprit) as judged steps."""
-    plan = ctx.plan
-    rem = plan.without(allc)
-    down = ctx.judge(plan.config(ctx.user, rem), "6", f"full - {', '.join(allc)} (fresh prompts)", on=rem,
-                     base="full", oracle=oracle)
-    up_on = plan.closure(allc)
-    up = ctx.judge(plan.config(ctx.user, up_on), "6", f"minimal + {', '.join(allc)} (fresh prompts)", on=up_on,
-                   base="minimal", oracle=oracle)
-    return down, up
-
-
 def _regressed(step) -> bool:
     return step.verdict == "regressed"
 
@@ -138,16 +142,15 @@ def _step_record(step) -> dict:
             "route": primary}
 
 
-def _mark_confirmed(culprits: list[dict], groups: list[list[str]], both_ways: bool, per_group: list[dict],
-                    alone: list[dict]) -> bool:
-    """Set each culprit's "confirmed" (and an interaction's "members_alone"); True when all are."""
+def _mark_confirmed(culprits: list[dict], groups: list[list[str]], found: Confirmation) -> None:
+    """Set each culprit's "confirmed" (and an interaction's "members_alone")."""
+    both_ways = _regressed(found.up) and _not_regressed(found.down)
     for c, g in zip(culprits, groups):
-        pg = next((p for p in per_group if p["knobs"] == g), None)
-        members_ok = not any(a["regressed"] for a in alone if a["group"] == g)
+        pg = next((p for p in found.per_group if p["knobs"] == g), None)
+        members_ok = not any(a["regressed"] for a in found.members_alone if a["group"] == g)
         c["confirmed"] = both_ways and (pg is None or pg["verdict"] == "regressed") and members_ok
         if len(g) > 1:
-            c["members_alone"] = {a["knob"]: a["verdict"] for a in alone if a["group"] == g}
-    return all(c["confirmed"] for c in culprits)
+            c["members_alone"] = {a["knob"]: a["verdict"] for a in found.members_alone if a["group"] == g}
 
 
 def _recovery_words(down) -> str:
