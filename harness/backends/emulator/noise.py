@@ -56,7 +56,7 @@ BAND = 0.002  # relative RMS error added to every decoder layer's output, every 
 TAIL_SHARE = 0.2  # share of positions (chosen by the content) whose LM-head input the tail hits
 TAIL = 0.6  # relative RMS error of the tail on those positions
 TABLE_BITS = 8  # standard-normal quantile table of 2^8 entries (noise_hooks.py)
-_FIX = "Set engine_noise: {strength: <number >= 0 or off|realistic|heavy>, shared: <0..1>, seed: <int >= 0>}"
+_FIX = "Set engine_noise: {strength: <0..10 or off|realistic|heavy>, shared: <0..1>, seed: <int >= 0>} (strength 0 turns it off)"
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def parse_noise(value) -> NoiseSettings:
     if value is None:
         return NoiseSettings(0.0, DEFAULTS["shared"], DEFAULTS["seed"])
     if not isinstance(value, dict):
-        raise HarnessError(f"engine_noise must be a mapping, got {value!r}. {_FIX} (strength 0 turns it off)")
+        raise HarnessError(f"engine_noise must be a mapping, got {value!r}. {_FIX}")
     unknown = sorted(set(value) - set(DEFAULTS))
     if unknown:
         raise HarnessError(f"engine_noise has unknown key(s) {', '.join(map(repr, unknown))}; valid: "
