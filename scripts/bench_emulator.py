@@ -5,7 +5,8 @@ reports/bench_emulator.json) and prints a table; the numbers in configs/emulator
 from this script.
 
     python scripts/bench_emulator.py [--samples 1200] [--out reports/bench_emulator.json] [--only NAME ...]
-    python scripts/bench_emulator.py --timing        # fresh-process wall time, hf vs ad-emulator, 100 prompts
+    python scripts/bench_emulator.py --timing        # fresh-process wall time, hf vs ad-emulator (engine_noise on
+                                                     # and off), 100 prompts
 
 Per case: accuracy, delta vs hf on the same samples, answer agreement, mean KL of the A-D letter
 distribution (hf || emulator), share of empty outputs and of non-finite log-probabilities.
@@ -151,17 +152,18 @@ def timing(args) -> dict:
             "r=run_evaluation(EvalSpec(backend={be!r}, model={model!r}, config=cfg, samples=100));"
             "print(json.dumps({{'wall': time.time()-t, 'status': r.status, 'timings': r.info.get('timings'),"
             " 'pipeline_s': r.info.get('pipeline_s')}}))")
-    out = {}
-    for label, be, cfg in [("hf", "hf", "{}"), ("ad-emulator default", "ad-emulator", "{}"),
-                           ("ad-emulator ad_demo.yaml", "ad-emulator", "load_yaml('configs/demo/ad_demo.yaml')")]:
-        runs = []
-        for _ in range(args.repeat):
+    cases = [("hf", "hf", "{}"), ("ad-emulator default", "ad-emulator", "{}"),
+             ("ad-emulator default, engine_noise off", "ad-emulator", "{'engine_noise': {'strength': 0}}"),
+             ("ad-emulator ad_demo.yaml", "ad-emulator", "load_yaml('configs/demo/ad_demo.yaml')")]
+    out = {label: [] for label, _, _ in cases}
+    for _ in range(args.repeat):  # interleaved, so a change of machine load hits every case alike
+        for label, be, cfg in cases:
             p = subprocess.run([sys.executable, "-c", code.format(repo=str(REPO), cfg=cfg, be=be, model=BF16)],
                                capture_output=True, text=True, cwd=REPO)
-            runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        out[label] = runs
-        print(label, [round(r["wall"], 2) for r in runs], "load_s", [round(r["timings"]["load_s"], 3) for r in runs],
-              flush=True)
+            out[label].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    for label, runs in out.items():
+        print(label, "wall", [round(r["wall"], 2) for r in runs], "load_s", [round(r["timings"]["load_s"], 3) for r in runs],
+              "generate_s", [round(r["timings"]["generate_s"], 3) for r in runs], flush=True)
     return out
 
 

@@ -1,6 +1,8 @@
 """Without a fault every emulator transform preserves outputs: exactly, or within the float
 tolerance stated in configs/emulator/FAULTS.md; plugins run in the pipeline with their context;
-info() reports per-transform records like AD's log lines."""
+info() reports per-transform records like AD's log lines. The cross-engine noise is off here
+(``_eval``, NOISE_OFF): these tests are about the transforms; tests/test_emulator_noise.py tests
+the noise."""
 from __future__ import annotations
 
 import json
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.paths import CONFIGS, DEMO_MODEL
-from tests.test_emulator_faults import _eval, acc, agreement, letter_kl
+from tests.test_emulator_faults import NOISE_OFF, _eval, acc, agreement, letter_kl
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -96,8 +98,8 @@ def test_plugin_fault_via_context_plugins_changes_answers(ref):
 
     res = run_evaluation(EvalSpec(backend="ad-emulator", model=str(DEMO_MODEL), samples=60,
                                   plugins=[str(PLUGINS / "swap_letters_plugin.py")],
-                                  config={"transforms": {"swap_letters": {"enabled": True, "token_a": a,
-                                                                          "token_b": b}}}))
+                                  config={**NOISE_OFF, "transforms": {"swap_letters": {
+                                      "enabled": True, "token_a": a, "token_b": b}}}))
     assert res.status == "ok"
     swapped = {"A": "B", "B": "A"}
     for r0, r1 in zip(ref.records, res.records):

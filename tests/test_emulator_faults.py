@@ -13,10 +13,17 @@ from harness.evaluation.spec import EvalSpec
 from harness.paths import DEMO_MODEL
 
 N = 60  # 10 per demo subject
+# These tests isolate the transforms and their faults: the cross-engine noise every emulator config
+# carries by default (engine_noise, configs/emulator/default.yaml) is off unless a test sets it;
+# tests/test_emulator_noise.py tests the noise.
+NOISE_OFF = {"engine_noise": {"strength": 0}}
 
 
 def _eval(backend, config=None, model=DEMO_MODEL, n=N):
-    res = run_evaluation(EvalSpec(backend=backend, model=str(model), config=config or {}, samples=n))
+    config = dict(config or {})
+    if backend == "ad-emulator":
+        config = {**NOISE_OFF, **config}
+    res = run_evaluation(EvalSpec(backend=backend, model=str(model), config=config, samples=n))
     assert res.status == "ok", res.error
     return res
 

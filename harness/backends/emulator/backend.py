@@ -16,7 +16,7 @@ from harness.backends.hf.backend import TORCH_STACK
 from harness.errors import HarnessError
 from harness.paths import EMULATOR_DEFAULT_YAML
 
-EMULATOR_VERSION = "1"
+EMULATOR_VERSION = "2"  # 2: cross-engine noise (engine_noise, noise.py)
 
 
 class EmulatorEngine(Engine):
@@ -50,6 +50,7 @@ class EmulatorEngine(Engine):
             "compile_backend": self.plan.compile_backend,
             "world_size": self.plan.world_size,
             "attn_backend": self.plan.attn_backend,
+            "engine_noise": {**self.plan.engine_noise.to_dict(), "kernel_signature": self.plan.kernel_signature},
             "plugins": sorted(set(self.plan.plugins.sources.values())),
             "transforms": self.records,
             "settings": {"compile_backend": self.plan.compile_backend, "world_size": self.plan.world_size,
@@ -88,7 +89,8 @@ def load_transformed(model_dir: str, config: dict | None, plugins=()):
     """(model, tokenizer, plan, records): the emulated, transformed model (also used by tests)."""
     import time
 
-    from harness.backends.emulator.modules import emulate
+    from harness.backends.emulator.modules import decoder_layers, emulate
+    from harness.backends.emulator.noise_hooks import install_engine_noise
     from harness.backends.emulator.pipeline import build_plan, run_plan
     from harness.backends.hf.backend import check_model_dir, load_model_and_tokenizer
 
@@ -102,6 +104,7 @@ def load_transformed(model_dir: str, config: dict | None, plugins=()):
         raise HarnessError(f"model {str(model_dir)!r} is not a Llama-family checkpoint ({exc}); the ad-emulator "
                            f"backend runs LlamaForCausalLM models. Use --backend hf for other architectures.") from None
     records = run_plan(plan, model, build_context(plan, model, tok, path))
+    install_engine_noise(model, decoder_layers(model), plan.engine_noise, plan.kernel_signature)
     return model, tok, plan, records, time.perf_counter() - t0
 
 
@@ -143,6 +146,12 @@ class EmulatorBackend(Backend):
             rungs.append({"axis": "compile_backend", "from": cb, "value": "torch-cudagraph",
                           "config": {"compile_backend": "torch-cudagraph"}})
         return rungs
+
+    def version_key(self) -> dict:
+        """+ the emulator's version and the noise profile: code, not config, yet they change outputs."""
+        from harness.backends.emulator.noise import profile
+
+        return {**super().version_key(), "ad-emulator": EMULATOR_VERSION, "engine_noise_profile": profile()}
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         plugins = list((context or {}).get("plugins") or [])

@@ -6,7 +6,8 @@ all-reduce).
 subclasses below. Their forward passes do exactly what transformers' ``modeling_llama`` does
 (transformers 5.x ``LlamaAttention.forward``, ``LlamaMLP.forward``, ``LlamaDecoderLayer.forward``)
 until a transform changes one of the documented attributes, so the untransformed emulated model
-is bit-identical to the ``hf`` backend.
+is bit-identical to the ``hf`` backend (the cross-engine noise, ``engine_noise``, is added on top by
+forward hooks: noise_hooks.py).
 
 Tensor parallelism is emulated in-process: a sharded projection is a ``ShardedLinear`` that
 returns one tensor per rank, every rank runs its own heads / MLP slice, and the row-parallel

@@ -29,6 +29,7 @@ from harness.paths import EMULATOR_DEFAULT_YAML
 from harness.backends.emulator.attention import KERNELS as ATTENTION_KERNELS
 from harness.backends.emulator.compile import COMPILE_BACKENDS
 from harness.backends.emulator.faults import check_fault
+from harness.backends.emulator.noise import NoiseSettings, kernel_signature, parse_noise
 from harness.backends.emulator.plugins import PluginSet, load_plugins
 
 ATTN_BACKENDS = tuple(ATTENTION_KERNELS)  # attn_backend values (harness/backends/emulator/attention.py)
@@ -69,6 +70,17 @@ class Plan:
     def attn_backend(self) -> str:
         return str(self.resolved.get("attn_backend") or "trtllm")
 
+    @property
+    def engine_noise(self) -> NoiseSettings:
+        """Cross-engine noise (``engine_noise:``, noise.py): part of every config, never a knob."""
+        return parse_noise(self.resolved.get("engine_noise"))
+
+    @property
+    def kernel_signature(self) -> int:
+        """What the config-specific share of the noise depends on (noise.kernel_signature)."""
+        return kernel_signature([s.name for s in self.steps if s.enabled], self.compile_backend,
+                                self.attn_backend, self.world_size)
+
 
 def _plugin_paths(user: dict, extra) -> list[str]:
     paths = list(extra or [])
@@ -96,6 +108,8 @@ def _check_top_level(cfg: dict) -> None:
     ab = cfg.get("attn_backend")
     if ab is not None and ab not in ATTN_BACKENDS:
         raise one_of("attn_backend", ab, list(ATTN_BACKENDS), "Set attn_backend to one of these.")
+    if "engine_noise" in cfg:
+        parse_noise(cfg["engine_noise"])
 
 
 def build_catalogue(user: dict | None = None, plugin_paths=(), default_yaml: str | Path = EMULATOR_DEFAULT_YAML):
