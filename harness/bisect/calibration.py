@@ -52,4 +52,5 @@ def decision_counts(trail, search_alpha: float) -> dict:
     return {"judged": len(judged), "verdicts": counts, "escalated": sum(1 for s in judged if s.escalated_to),
             "untestable": sum(1 for s in judged if s.outcome == "untestable"),
             "search_decisions": len(search), "search_alpha": search_alpha,
-            "search_family_wise_error_bound": min(1.0, len(search) * search_alpha)}
+            "search_family_wise_error_bound": min(1.0, len(search) * search_alpha),
+            "search_family_wise_error_of": "false regression calls (equivalence decisions are at alpha each)"}

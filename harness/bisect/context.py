@@ -26,9 +26,11 @@ def score_of(res: EvalResult | None):
 
 
 def search_alpha(alpha: float, knobs: int) -> float:
-    """Per-decision alpha of the search: alpha / (ceil(log2 n) + 2), the number of decisions a
-    one-culprit search makes (minimal, full and its probes), so their family-wise error stays
-    near alpha (docs/method.md, "Statistics"); the report prints the bound for the decisions made."""
+    """Per-decision alpha of the search's regression calls: alpha / (ceil(log2 n) + 2), the number of
+    decisions a one-culprit search makes (minimal, full and its probes), so the family-wise chance
+    of any false regression call stays near alpha (docs/method.md, "Statistics"); the report prints
+    the bound for the decisions made. Equivalence ("pass") decisions stay at alpha each: a false
+    pass sends the search the wrong way, which Phase 6's fresh-prompt check then does not confirm."""
     import math
 
     return alpha / ((math.ceil(math.log2(knobs)) if knobs > 1 else 0) + 2)

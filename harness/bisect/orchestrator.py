@@ -68,7 +68,7 @@ class Bisector:
 
         tolerance, source = self.ctx.kl_settings
         kl = {"kl_tolerance": tolerance, "kl_tolerance_source": source} if tolerance is not None else {}
-        options = VerdictOptions(alpha=self.inp.alpha if alpha is None else alpha, min_effect=self.inp.min_effect,
+        options = VerdictOptions(alpha=self.inp.alpha, call_alpha=alpha, min_effect=self.inp.min_effect,
                                  on_invalid="unresolved", **kl)
         return compare_runs(ref_records, cand_records, noise=self.noise, options=options,
                             labels=(self.inp.backend_ref, self.inp.backend))

@@ -59,6 +59,7 @@ class VerdictOptions:
     """The settings of a comparison; the defaults are the harness's (see the module docstring)."""
 
     alpha: float = DEFAULT_ALPHA  # error rate of a call (split over the routes) and of a "same" claim
+    call_alpha: float | None = None  # error rate of a call alone when it differs (a search's per-decision alpha)
     min_effect: float = DEFAULT_MIN_EFFECT  # accuracy points: smallest change called, equivalence margin
     kl_tolerance: float = DEFAULT_KL_TOLERANCE  # diagnostic: per-sample letter KL (nats) noise may reach
     kl_tolerance_source: str = "the default 0.01 nats"  # where the tolerance came from (e.g. a calibration)
@@ -72,6 +73,8 @@ class VerdictOptions:
     def validate(self) -> None:
         """HarnessError naming the first setting out of range."""
         stats._check_alpha(self.alpha)
+        if self.call_alpha is not None:
+            stats._check_alpha(self.call_alpha, "call_alpha")
         stats._check_alpha(self.power, "power")
         if self.min_effect < 0 or not math.isfinite(self.min_effect):
             raise HarnessError(f"min_effect must be a non-negative number of accuracy points, got {self.min_effect!r}")
@@ -87,7 +90,7 @@ class VerdictOptions:
 
     def params(self) -> dict:
         """The settings a Comparison reports under ``params``."""
-        return {"alpha": self.alpha, "min_effect": self.min_effect, "kl_tolerance": self.kl_tolerance,
+        return {"alpha": self.alpha, "call_alpha": self.call_alpha, "min_effect": self.min_effect, "kl_tolerance": self.kl_tolerance,
                 "kl_tolerance_source": self.kl_tolerance_source, "kl_exceed_rate": self.kl_exceed_rate,
                 "near_tie_margin": self.near_tie_margin, "power": self.power}
 
@@ -480,7 +483,7 @@ def _routes(pairs: list[tuple[dict, dict]], divergences: list[SampleDivergence],
         differences["expected_accuracy"] = expected_accuracy_difference(changes, options.alpha)
         sizers["expected_accuracy"] = lambda margin, alpha: stats.tail_guarded_pairs_needed(changes, margin, alpha)
     differences["accuracy"] = accuracy_difference(pairs, options.alpha)
-    alpha_call = options.alpha / len(differences)  # Bonferroni over the routes that run
+    alpha_call = (options.call_alpha or options.alpha) / len(differences)  # Bonferroni over the routes that run
     return [judge_route(name, difference,
                         RouteSettings(alpha_call=alpha_call, alpha_equivalence=options.alpha,
                                       min_effect=options.min_effect, power=options.power,
