@@ -25,9 +25,10 @@ FAMILIES = {
         ["--min-effect", "1"], [["fuse_allreduce_residual_rmsnorm"]]),
     "compile-only (fusion lowered wrongly unless torch-simple)": (
         "transforms:\n  fuse_silu_mul: {fault: compiled_lowering_bug}\n", [], [["fuse_silu_mul", "compile_backend"]]),
+    # about -4.3 points (configs/emulator/FAULTS.md): judged at the default minimum effect of 1 point
     "attention scale (core path; the attention ablation plan names it)": (
         "transforms:\n  match_attention_layout: {fault: wrong_softmax_scale}\n",
-        ["--ablation", "ablations/attention_path.yaml"], [["match_attention_layout"]]),
+        ["--ablation", "ablations/attention_path.yaml", "--min-effect", "1"], [["match_attention_layout"]]),
 }
 
 
@@ -42,7 +43,7 @@ def test_names_the_planted_culprit(tmp_path, store, family):
     assert sorted(sorted(c["knobs"]) for c in s["culprits"]) == sorted(sorted(g) for g in expected)
     assert all(c["confirmed"] for c in s["culprits"])
     p6 = s["phases"]["6"]
-    assert p6["full_minus_culprits"]["verdict"] in ("same", "improved")
+    assert p6["full_minus_culprits"]["verdict"] != "regressed"  # recovers: no regression on fresh prompts
     assert p6["minimal_plus_culprits"]["verdict"] == "regressed"
     if len(expected[0]) > 1:
         assert s["culprits"][0]["kind"] == "interaction"

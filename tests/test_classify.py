@@ -184,8 +184,11 @@ def test_easy_right_hard_wrong_by_subject():
 
 def test_world_size_dependence():
     ref = reference_run()
-    ws2 = [dict(r, output=" " + LETTERS[(LETTERS.index(r["reference"]) + 1) % 4], correct=False,
-                parsed=LETTERS[(LETTERS.index(r["reference"]) + 1) % 4]) for r in ref]
+    def wrong(r):  # the answer and its letter distribution both moved to the next letter
+        letter = LETTERS[(LETTERS.index(r["reference"]) + 1) % 4]
+        return dict(r, output=" " + letter, correct=False, parsed=letter, answer_logprobs=lp_for(letter, 0.9))
+
+    ws2 = [wrong(r) for r in ref]
     c = classify(ref, world_size_runs={1: ref, 2: ws2})
     assert "world_size_dependence" in c.labels
     f = [x for x in c.findings if x.label == "world_size_dependence"][0]
@@ -230,7 +233,7 @@ def emulator_runs():
     from harness.evaluation.run import run_evaluation
     from harness.evaluation.spec import EvalSpec
 
-    def ev(backend, config, n=60):
+    def ev(backend, config, n=200):  # enough pairs for the verdict to call a 5-7 point fault
         res = run_evaluation(EvalSpec(backend=backend, model=str(DEMO_MODEL), task="mmlu", config=config,
                                       dataset=str(DEMO_MMLU), samples=n, seed=0))
         assert res.status == "ok", res.error

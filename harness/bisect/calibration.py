@@ -48,7 +48,9 @@ def decision_counts(trail, search_alpha: float) -> dict:
     counts: dict[str, int] = {}
     for s in judged:
         counts[s.verdict] = counts.get(s.verdict, 0) + 1
-    search = [s for s in judged if s.phase in ("3", "search") and not s.cached]
+    # distinct configurations the search decided on (a configuration judged twice is one decision; the
+    # same on a rerun from the store)
+    search = {(s.config_hash, s.samples) for s in judged if s.phase in ("3", "search")}
     return {"judged": len(judged), "verdicts": counts, "escalated": sum(1 for s in judged if s.escalated_to),
             "untestable": sum(1 for s in judged if s.outcome == "untestable"),
             "search_decisions": len(search), "search_alpha": search_alpha,

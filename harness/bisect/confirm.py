@@ -135,11 +135,14 @@ def _not_regressed(step) -> bool:
 
 
 def _step_record(step) -> dict:
+    """The step's verdict with its primary route's estimate and interval (the call's interval for a
+    regression or improvement, the equivalence interval otherwise)."""
     primary = (step.comparison or {}).get("primary")
     route = ((step.comparison or {}).get("routes") or {}).get(primary) or {}
+    called = step.verdict in ("regressed", "improved")
     return {"step": step.index, "verdict": step.verdict, "score": step.score, "n": step.n,
-            "estimate_points": route.get("estimate_points"), "interval_points": route.get("interval_points"),
-            "route": primary}
+            "estimate_points": route.get("estimate_points"),
+            "interval_points": route.get("call_interval_points" if called else "interval_points"), "route": primary}
 
 
 def _mark_confirmed(culprits: list[dict], groups: list[list[str]], found: Confirmation) -> None:

@@ -213,22 +213,59 @@ def _search_section(s: dict) -> list[str]:
             ""]
 
 
+def _interval(record: dict) -> str:
+    interval = record.get("interval_points")
+    if not interval or record.get("estimate_points") is None:
+        return ""
+    return f", {record.get('route') or 'primary route'} {record['estimate_points']:+.2f} points [{interval[0]:+.2f}, " \
+        f"{interval[1]:+.2f}]"
+
+
 def _phase6_section(s: dict) -> list[str]:
     phase6 = s["phases"].get("6")
     if not (phase6 and phase6.get("ran")):
         return []
     down, up = phase6["full_minus_culprits"], phase6["minimal_plus_culprits"]
-    lines = ["## Phase 6 - confirmation both ways", "",
+    prompts = phase6.get("prompts") or {}
+    where = (f"on {prompts.get('n')} fresh prompts, disjoint from the {prompts.get('search_prompts')} the search used"
+             if prompts.get("fresh") else prompts.get("note") or "on the search's prompts")
+    lines = ["## Phase 6 - confirmation", "", f"Re-judged {where}.", "",
              f"- full config minus the culprits: **{down['verdict']}** (score {_f(down.get('score'))}, "
-             f"step {down['step']}) - expected same",
-             f"- minimal config plus the culprits: **{up['verdict']}** (score {_f(up.get('score'))}, step "
-             f"{up['step']}) - expected regressed"]
+             f"n {down.get('n')}, step {down['step']}{_interval(down)}) - expected: no regression",
+             f"- minimal config plus the culprits: **{up['verdict']}** (score {_f(up.get('score'))}, n {up.get('n')}, "
+             f"step {up['step']}{_interval(up)}) - expected regressed"]
     for group in phase6.get("per_group") or []:
         lines.append(f"- minimal + {', '.join(group['knobs'])}: **{group['verdict']}** (step {group['step']})")
     for alone in phase6.get("members_alone") or []:
         lines.append(f"- minimal + {alone['knob']} alone (member of {', '.join(alone['group'])}): "
                      f"**{alone['verdict']}** (step {alone['step']}) - expected same: the pair regresses only together")
     lines += ["", f"Confirmed: **{'yes' if phase6['confirmed'] else 'no'}**.", ""]
+    return lines
+
+
+def _statistics_section(s: dict) -> list[str]:
+    """The engine pair's calibration and how the run's decisions ended (harness/bisect/calibration.py)."""
+    calibration, decisions = s["phases"].get("calibration") or {}, s["phases"].get("decisions") or {}
+    if not decisions:
+        return []
+    lines = ["## Statistics of this run", ""]
+    if calibration.get("source"):
+        lines.append(f"Engine-pair noise, measured on {calibration['source']} (n {calibration.get('n')}): letter KL "
+                     f"p95 {_f(calibration.get('kl_p95'), 4)} nats (max {_f(calibration.get('kl_max'), 3)}), "
+                     f"{_f(100 * (calibration.get('share_beyond_default_tolerance') or 0))}% of samples beyond 0.01 nats, "
+                     f"top-1 agreement {_f(100 * (calibration.get('top1_agreement') or 0))}%, expected-accuracy change "
+                     f"{_f(calibration.get('expected_accuracy_change_points'), 2)} points (per-sample sd "
+                     f"{_f(calibration.get('expected_accuracy_sd_points'), 2)}), accuracy discordance "
+                     f"{_f(100 * (calibration.get('accuracy_discordance') or 0))}%. The KL diagnostic's tolerance is "
+                     f"its 95th percentile: {_f(calibration.get('kl_tolerance'), 4)} nats.")
+    else:
+        lines.append("Engine-pair noise: not measured (no comparison was judged the same as the reference); the KL "
+                     "diagnostic kept its 0.01-nat default.")
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted((decisions.get("verdicts") or {}).items()))
+    lines += ["", f"Decisions: {decisions.get('judged')} judged ({verdicts}); {decisions.get('escalated')} re-run with "
+              f"more samples, {decisions.get('untestable')} untestable. The search's {decisions.get('search_decisions')} "
+              f"decisions called regressions at alpha {decisions.get('search_alpha', 0):.3g} each: family-wise error "
+              f"of any false regression call <= {decisions.get('search_family_wise_error_bound', 0):.3g}.", ""]
     return lines
 
 
@@ -347,7 +384,7 @@ def _files_section(s: dict) -> list[str]:
 
 SECTIONS = (_verdict_section, _next_steps_section, _phase0_section, _phases_1_2_section, _did_it_apply_section,
             _phase3_section, _ladder_section, _search_section, _phase6_section, _phase4a_section, _phase4c_section,
-            _phase5_section,
+            _phase5_section, _statistics_section,
             _unresolved_section, _trail_section, _plan_section, _environment_section, _files_section)
 
 
