@@ -105,7 +105,7 @@ def per_subject_breakdown(ctx: BisectContext, state: BisectState, background: Ba
            "per_subject": per_subject(ref.records, cand.records)}
     bd_dir = ctx.run_dir / "breakdown"
     written = background.result() if background is not None else None
-    out["computed"] = "background" if written is not None else "inline"
+    state.run_notes["phase5_computed"] = "background" if written is not None else "inline"
     if written is None:
         written = _inline(ctx, ref, cand, out)
     if isinstance(written, dict):

@@ -27,6 +27,9 @@ class BisectState:
     next_steps: list[str] = field(default_factory=list)
     results: dict[str, EvalResult] = field(default_factory=dict)  # "reference", "candidate": the decisive runs
     specs: dict[str, EvalSpec] = field(default_factory=dict)  # their specs (at the escalated sample count)
+    # how this run executed, not what it found (e.g. Phase 5 in the background or inline): summary.json's
+    # ``run`` section, which a rerun from the store may change
+    run_notes: dict = field(default_factory=dict)
 
     def conclude(self, outcome: str, headline: str) -> None:
         self.outcome, self.headline = outcome, headline

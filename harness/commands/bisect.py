@@ -204,4 +204,4 @@ def run_section(state, stats: dict, started: float, wall: float, run_dir) -> dic
             "harness_overhead_fraction": round(overhead / wall, 4) if wall else None,
             "steps": [{"index": s.index, "cached": s.cached, "seconds": s.seconds, "attempts": s.attempts}
                       for s in state.trail],
-            "run_dir": str(run_dir)}
+            **state.run_notes, "run_dir": str(run_dir)}
