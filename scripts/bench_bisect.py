@@ -26,6 +26,10 @@
    for contrast). Reported: wrong-culprit and "confirmed but wrong" rates, evaluations. Target:
    confirmed-but-wrong <= 2% at a 5% false-fail rate.
 
+3. Clean config under realistic engine noise: the demo's clean config (configs/demo/ad_demo_clean.yaml)
+   bisected --clean-draws times, each with another prompt sample and another noise draw. Target: the
+   bisect's verdict is "same", with no culprit, in >= 95% of draws.
+
 2. Demo bisect. `python -m harness bisect` with no arguments (demo model, data and config, fresh
    worker process per evaluation) in a fresh evaluation store: wall time of the whole command, the
    run's own wall time and backend seconds from summary.json, and the harness overhead (time outside
@@ -205,6 +209,38 @@ def demo_bench(workdir: Path) -> dict:
             "cpu_count": os.cpu_count()}
 
 
+def clean_draws(workdir: Path, draws: int) -> dict:
+    """The demo's clean config bisected under realistic engine noise, ``draws`` times: each draw a
+    different prompt sample (--seed) and a different noise draw (engine_noise.seed). Target: verdict
+    "same" and no culprit in >= 95% of draws."""
+    import yaml
+
+    base = yaml.safe_load((REPO / "configs" / "demo" / "ad_demo_clean.yaml").read_text())
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    rows = []
+    for seed in range(draws):
+        cfg = workdir / f"clean_{seed}.yaml"
+        cfg.write_text(yaml.safe_dump({**base, "engine_noise": {"strength": 1.0, "seed": seed}}))
+        out = workdir / f"out_{seed}"
+        cmd = [sys.executable, "-m", "harness", "bisect", "--config", str(cfg), "--seed", str(seed), "--quiet",
+               "--cache-dir", str(workdir / "cache"), "--out", str(out)]
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
+        if p.returncode != 0:
+            rows.append({"seed": seed, "error": p.stderr[-500:]})
+            continue
+        (path,) = list(out.glob("bisect-*/summary.json"))
+        s = json.loads(path.read_text())
+        p1 = s["phases"].get("1") or {}
+        rows.append({"seed": seed, "verdict": s["verdict"], "outcome": s["outcome"],
+                     "culprits": [c["knobs"] for c in s["culprits"]], "n": p1.get("n"),
+                     "seconds": round(time.monotonic() - t0, 1)})
+    ok = [r for r in rows if r.get("verdict") == "same" and not r.get("culprits")]
+    return {"draws": rows, "same_no_culprit": len(ok), "total": len(rows),
+            "rate": round(len(ok) / len(rows), 3) if rows else None,
+            "target_met": bool(rows) and len(ok) / len(rows) >= 0.95}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(REPO / "reports" / "bench_bisect.json"))
@@ -213,6 +249,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--noisy-trials", type=int, default=2000)
     ap.add_argument("--noisy-ns", default="8,16,32")
+    ap.add_argument("--clean-draws", type=int, default=20, help="bisects of the clean demo config (0: skip)")
     args = ap.parse_args(argv)
     ns = [int(x) for x in args.ns.split(",")]
     t0 = time.monotonic()
@@ -236,6 +273,9 @@ def main(argv=None) -> int:
     if not args.skip_demo:
         with tempfile.TemporaryDirectory(prefix="bench-bisect-") as d:
             result["demo"] = demo_bench(Path(d))
+        if args.clean_draws:
+            with tempfile.TemporaryDirectory(prefix="bench-bisect-clean-") as d:
+                result["clean_under_realistic_noise"] = clean_draws(Path(d), args.clean_draws)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
