@@ -70,6 +70,9 @@ class Backend:
     takes_plugins: bool = False
     # the model must be a local checkpoint directory (checked before any work)
     needs_local_model: bool = False
+    # the same prompts give bit-identical outputs on every run (False: bisect measures the reference's
+    # run-to-run noise with an A/A repeat by default, --aa-repeats)
+    deterministic: bool = True
     # may run in a child forked from the fork server (False: MPI / CUDA state must not be forked)
     fork_safe: bool = True
     # modules a fork-server worker imports once, before forking (harness/execution/forkserver.py)

@@ -131,9 +131,19 @@ def resolve_inputs(args) -> BisectInputs:
         reference_sigma=sigma, reference_alpha=ref_alpha, cache_dir=args.cache_dir, use_cache=not args.no_cache,
         eval_timeout=args.eval_timeout, max_parallel=args.max_parallel, quiet=args.quiet, dry_run=args.dry_run,
         ablation=ablation, unquantized_model=unquantized, plugins=cfg.plugins, plugin_transforms=cfg.plugin_transforms,
-        aa_repeats=args.aa_repeats, alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
+        aa_repeats=aa_repeats(args.aa_repeats, backend_ref), alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
         prompt_options=popts, quant=quant, moe=is_moe(model), config_notes=cfg.notes,
         reference_protocol=getattr(args, "reference_protocol", None) or "auto")
+
+
+def aa_repeats(requested: int | None, backend_ref: str) -> int:
+    """--aa-repeats as given; by default one A/A repeat when the reference backend is not
+    deterministic (its own run-to-run noise must be measured, not assumed zero), else none."""
+    from harness.backends import capabilities
+
+    if requested is not None:
+        return requested
+    return 0 if capabilities(backend_ref).deterministic else 1
 
 
 def check_backends(args):
@@ -161,7 +171,7 @@ def check_flags(args) -> None:
         raise HarnessError(f"--alpha must be between 0 and 1, got {args.alpha}; pass e.g. --alpha 0.05")
     if args.min_effect < 0:
         raise HarnessError(f"--min-effect must be >= 0 accuracy points, got {args.min_effect}")
-    if args.aa_repeats < 0:
+    if args.aa_repeats is not None and args.aa_repeats < 0:
         raise HarnessError(f"--aa-repeats must be >= 0, got {args.aa_repeats}")
     if args.max_parallel < 1:
         raise HarnessError(f"--max-parallel must be >= 1, got {args.max_parallel}")

@@ -54,8 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "Phase 4a's baseline")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE", help="plugin transform file "
                    "(ad-emulator; repeatable)")
-    p.add_argument("--aa-repeats", type=int, default=0, metavar="K", help="A/A repeats of the reference to measure "
-                   "the noise floor (default 0)")
+    p.add_argument("--aa-repeats", type=int, default=None, metavar="K", help="A/A repeats of the reference to "
+                   "measure its run-to-run noise (default: 1 when the reference backend is not deterministic, e.g. "
+                   "trtllm-pt; 0 otherwise)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of each verdict (default 0.05)")
     p.add_argument("--min-effect", type=float, default=1.0, help="smallest accuracy difference (points) called a "
                    "regression by accuracy alone (default 1.0)")

@@ -386,6 +386,9 @@ class TrtllmBackend(Backend):
 
     takes_world_size = True
     fork_safe = False  # MPI workers and CUDA state must not be forked
+    # in-flight batching schedules requests by arrival and memory, and GPU kernels may pick reduction
+    # orders per batch shape: the same prompt need not give the same logits twice
+    deterministic = False
     default_yaml_env = tv.DEFAULT_YAML_ENV
 
     def use_default_yaml(self, path: str) -> None:
