@@ -387,3 +387,29 @@ def test_compare_command_with_aa_noise(tmp_path, capsys):
     assert d["noise"]["n_runs"] == 2 and d["verdict"] in ("same", "inconclusive")
     assert d["logprob_test"]["tolerance"] > 0.01 and d["runs"]["aa"] == aa
     assert main(["compare", a, b, "--kl-tolerance", "-1"]) == 2
+
+
+def test_flipped_near_ties_are_not_called_the_same():
+    # the candidate tips near ties, more of them away from the right answer than towards it: the right
+    # answer's probability barely moves (expected accuracy equivalent within +-1) while accuracy drifts by
+    # points without significance yet. "same" waits until accuracy is within +-2 x min_effect too.
+    ref, cand = [], []
+    for i in range(600):
+        gold = LETTERS[i % 4]
+        g, other = LETTERS.index(gold), (LETTERS.index(gold) + 1) % 4
+        p_ref = [0.1] * 4
+        p_ref[g] = 0.7
+        p_cand = list(p_ref)
+        if i % 15 == 0:  # a near tie: 3 in 5 the candidate loses it, 2 in 5 it wins one the reference lost
+            lose = (i // 15) % 5 < 3
+            p_ref = [0.02] * 4
+            p_ref[g], p_ref[other] = (0.475, 0.465) if lose else (0.465, 0.475)
+            p_cand = list(p_ref)
+            p_cand[g], p_cand[other] = p_ref[other], p_ref[g]
+        ref.append(record(i, gold, p_ref))
+        cand.append(record(i, gold, p_cand))
+    c = compare_runs(ref, cand)
+    assert abs(c.expected_accuracy["estimate_points"]) < 0.2 and c.accuracy["diff_points"] == pytest.approx(-8 / 6)
+    assert c.expected_accuracy["equivalent"] and c.mcnemar["p_regressed"] > 0.05
+    assert c.verdict == "inconclusive" and any("not yet within +-2" in r for r in c.reasons), c.reasons
+    assert c.n_needed and c.n_needed > 600

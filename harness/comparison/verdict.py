@@ -15,7 +15,9 @@ behind the verdict is kept. The rules (docs/method.md, "Statistics"):
   not (then the verdict is inconclusive and says which route fell short).
 * ``same``: an equivalence claim, not "nothing was significant": the primary route's (1 - 2 alpha)
   interval lies inside +-``min_effect`` (two one-sided tests at alpha, so the chance of calling a
-  true change of min_effect or more "same" is at most alpha), and no route makes a call.
+  true change of min_effect or more "same" is at most alpha), no route makes a call, and every other
+  route's interval lies inside +-2 x ``min_effect`` (so accuracy cannot drift by points while the
+  expected accuracy stays put, as when a model's near ties flip).
 * Two routes calling opposite directions: ``inconclusive``, and the reasons say so. A call whose
   other route points the other way says that too.
 * Otherwise ``inconclusive``, with ``n_needed``: the sample count at which the observed variance
@@ -52,6 +54,7 @@ DEFAULT_MIN_EFFECT = 1.0  # accuracy points
 DEFAULT_KL_TOLERANCE = 0.01  # nats per sample, letter distribution (a diagnostic threshold)
 DEFAULT_KL_EXCEED_RATE = 0.05  # share of samples acceptable noise may push above the tolerance
 DEFAULT_POWER = 0.8  # power assumed when sizing an undecided comparison
+SECONDARY_MARGIN = 2.0  # a "same" also needs every other route within +-this x min_effect
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,10 @@ def combine(routes: list[Route], primary: Route) -> Decision:
                             for route in short] + notes, [], n_needed=_deciding_pairs(routes, primary))
         return Decision(verdict, [_call_reason(route) for route in callers] + notes, [route.name for route in callers])
     if primary.equivalent:
+        loose = [route for route in routes if route is not primary and not _within_loose_margin(route)]
+        if loose:
+            return Decision("inconclusive", [_same_reason(primary)] + [_loose_words(route) for route in loose] + notes,
+                            [], n_needed=max((_loose_pairs(route) or 0) for route in loose) or None)
         return Decision("same", [_same_reason(primary)] + _unsettled_words(routes, primary) + notes, [])
     return Decision("inconclusive", [_undecided_reason(primary)] + _disagreement_words(routes) + notes, [],
                     n_needed=_deciding_pairs(routes, primary))
@@ -396,6 +403,31 @@ def _short_words(route: Route, verdict: str) -> str:
         return f"but {route.label} moved the other way ({route.estimate:+.2f} points): the routes disagree in direction"
     return (f"but {route.label} moved only {route.estimate:+.2f} points, less than the minimum effect of "
             f"{route.settings.min_effect:g}: not called {verdict} until every route shows it")
+
+
+def _within_loose_margin(route: Route) -> bool:
+    """A secondary route must not contradict a "same": its interval inside +-SECONDARY_MARGIN x min_effect.
+    (The demo model flips near ties: accuracy can lose 1.5 points while expected accuracy does not move.)"""
+    lo, hi = route.interval
+    margin = SECONDARY_MARGIN * route.settings.min_effect
+    return lo > -margin and hi < margin
+
+
+def _loose_words(route: Route) -> str:
+    lo, hi = route.interval
+    margin = SECONDARY_MARGIN * route.settings.min_effect
+    return (f"but {route.label} {route.estimate:+.2f} points, interval [{lo:+.2f}, {hi:+.2f}], is not yet within "
+            f"+-{margin:g}: not called the same until it is")
+
+
+def _loose_pairs(route: Route) -> int | None:
+    """Pairs at which the secondary route's interval would fit inside the loose margin."""
+    diff, settings = route.difference, route.settings
+    margin = SECONDARY_MARGIN * settings.min_effect / 100
+    if diff.sd == 0:  # no discordant pair yet: the score bound z^2 / (n + z^2)
+        z = stats._norm_ppf(1 - settings.alpha_equivalence)
+        return int(z * z * (1 - margin) / margin) + 1
+    return stats.samples_for_equivalence(diff.sd, diff.mean, margin, settings.alpha_equivalence, settings.power)
 
 
 def _unsettled_words(routes: list[Route], primary: Route) -> list[str]:
