@@ -27,7 +27,8 @@ from harness.bisect.search import FAIL, PASS, UNTESTABLE
 from harness.evaluation.spec import EvalResult, EvalSpec
 
 ESCALATE_MARGIN = 1.15  # n_needed is an estimate from a noisy sample: aim a little above it
-MAX_ESCALATIONS = 2  # re-sizing once more from the larger run's own variance
+MAX_ESCALATIONS = 3  # re-sizing from each larger run's own variance; "same" also waits on the other routes
+MIN_GROWTH = 1.5  # a re-sized count below this factor of the last one rarely decides it: grow at least this much
 VERDICT_OUTCOME = {"regressed": FAIL, "same": PASS, "improved": PASS}
 
 
@@ -202,11 +203,11 @@ class Oracle:
     def _escalated_samples(self, n: int | None, needed: int | None) -> int | None:
         """The sample count an inconclusive step is re-run at, or None (untestable). When the comparison
         cannot size it (no equivalence is reachable, and its estimate is below the minimum effect) or
-        sizes it below n, the count doubles."""
+        sizes it below n, the count doubles; otherwise it grows by at least ``MIN_GROWTH``."""
         if n is None or self.available is None:
             return None
         avail = self.available()
         if not avail or avail <= n:
             return None
         target = int(needed * ESCALATE_MARGIN) + 1 if needed else 0
-        return min(avail, target if target > n else 2 * n)
+        return min(avail, max(target, int(n * MIN_GROWTH) + 1) if target > n else 2 * n)
