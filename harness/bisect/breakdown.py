@@ -108,6 +108,10 @@ def per_subject_breakdown(ctx: BisectContext, state: BisectState, background: Ba
     state.run_notes["phase5_computed"] = "background" if written is not None else "inline"
     if written is None:
         written = _inline(ctx, ref, cand, out)
+    if written is None and bd_dir.is_dir():  # a failed breakdown (a full disk): its partial files are no result
+        import shutil
+
+        shutil.rmtree(bd_dir, ignore_errors=True)
     if isinstance(written, dict):
         from harness.comparison.verdict import json_safe
 

@@ -6,11 +6,11 @@ reference score, and the run directory chosen; ``build_plan`` turns it into the 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError, one_of
+from harness.evaluation.rundir import check_out_dir
 
 EXECUTORS = ("local", "inprocess", "slurm")
 
@@ -93,19 +93,6 @@ def check_model(model: str, what: str = "--model") -> str:
             pass
     raise HarnessError(f"{what} {model!r} does not exist (no such directory, and not a model id in the local "
                        "Hugging Face cache); pass a local checkpoint directory")
-
-
-def check_out_dir(out: str | Path) -> Path:
-    p = Path(out).expanduser()
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise HarnessError(f"output directory {str(out)!r} is not writable ({exc.strerror or exc}); pass --out "
-                           "with a directory you can write to") from None
-    return p
 
 
 def resolve_inputs(args) -> BisectInputs:

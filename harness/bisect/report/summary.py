@@ -116,11 +116,12 @@ def _config_accounting(inputs, cand) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    """summary.json, atomically; a failed write (a full disk) leaves no temp file (harness/jsonio.py)."""
+    from harness.jsonio import atomic_write
+
+    with atomic_write(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def stable_part(summary: dict) -> dict:
