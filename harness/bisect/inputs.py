@@ -144,6 +144,9 @@ def check_flags(args) -> None:
         raise HarnessError(f"unknown executor {args.executor!r}; valid: {', '.join(EXECUTORS)}. Pass --executor local.")
     if args.samples is not None and args.samples <= 0:
         raise HarnessError(f"--samples must be a positive integer, got {args.samples}; pass --samples 100")
+    from harness.tasks.base import check_seed
+
+    check_seed(args.seed)
     if not 0 < args.alpha < 1:
         raise HarnessError(f"--alpha must be between 0 and 1, got {args.alpha}; pass e.g. --alpha 0.05")
     if args.min_effect < 0:
@@ -189,6 +192,10 @@ def load_config(args, cand, backend: str) -> LoadedConfig:
         if not default_yaml:
             raise HarnessError(f"backend {backend!r} has no default.yaml in force; pass --default-yaml PATH")
     user = load_yaml(args.config, "config") if args.config else {}
+    ws = user.get("world_size", 1)
+    if isinstance(ws, bool) or not isinstance(ws, int) or ws < 1:  # every backend: the plan ladders over it
+        raise HarnessError(f"world_size in {args.config} must be a positive integer, got {ws!r}; set world_size: "
+                           "1, 2, 4, ...")
     plugins = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in (args.plugin or [])]
     catalogue = cand.catalogue(str(default_yaml), user, plugins)
     validate_transform_names(user, catalogue)
