@@ -1,4 +1,5 @@
-"""A local checkpoint's files are readable, checked before any evaluation (bad input, not an engine result).
+"""A local checkpoint's files: readable (checked before any evaluation: bad input, not an engine result),
+and how many positions the model holds (``max_positions``).
 
 ``check_model_files(model_dir)`` reads only metadata: ``config.json`` (and
 ``model.safetensors.index.json``) must be JSON objects, every shard the index names must exist,
@@ -81,3 +82,22 @@ def check_model_files(model_dir: str | Path) -> None:
         problem = _safetensors_problem(shard)
         if problem:
             raise HarnessError(f"{shard} is not a whole safetensors file ({problem}); {FIX}")
+
+
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def max_positions(model: str | Path) -> int | None:
+    """The model's position limit from a local ``config.json`` (``max_position_embeddings`` or its other
+    names, also under ``text_config``), or None (a hub id, no config, no such key)."""
+    path = Path(str(model)).expanduser() / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for d in (cfg, cfg.get("text_config") if isinstance(cfg, dict) else None):
+        if isinstance(d, dict):
+            for key in POSITION_KEYS:
+                if isinstance(d.get(key), int) and not isinstance(d.get(key), bool) and d[key] > 0:
+                    return d[key]
+    return None

@@ -91,6 +91,11 @@ def run(args) -> int:
     print(accuracy_line(result.records))
     if not args.quiet:
         print_metrics(spec.task, result)
+    from harness.evaluation.run import truncation_note
+
+    note = truncation_note(result.info, len(result.records))
+    if note:
+        print(f"note: {note}")
     print(f"run directory: {run_dir}")
     return 0
 
