@@ -40,7 +40,9 @@ class BackgroundBreakdown:
             import multiprocessing
 
             out_dir.mkdir(parents=True, exist_ok=True)
-            args = (ref.records, cand.records, str(out_dir), *_breakdown_options(ctx), str(result_path))
+            # the orchestrator's pid, taken here: read in the child it could already be init's (the orchestrator
+            # killed while the child imports), and the child would outlive it
+            args = (os.getpid(), ref.records, cand.records, str(out_dir), *_breakdown_options(ctx), str(result_path))
             proc = multiprocessing.get_context("spawn").Process(target=_background_main, args=args, daemon=True)
             proc.start()
         except Exception:  # noqa: BLE001 - Phase 5 then runs inline at the end
@@ -69,14 +71,16 @@ def _breakdown_options(ctx: BisectContext) -> tuple:
     return task_meta, ctx.inp.alpha, (ctx.inp.backend_ref, ctx.inp.backend)
 
 
-def _background_main(ref_records, cand_records, out_dir, task_meta, alpha, labels, result_path) -> None:
-    """The spawned child: dies with its parent, writes the breakdown and its result JSON."""
+def _background_main(parent, ref_records, cand_records, out_dir, task_meta, alpha, labels, result_path) -> None:
+    """The spawned child: dies with its parent (PR_SET_PDEATHSIG, before the heavy imports; exits at once if
+    the parent is already gone), writes the breakdown and its result JSON."""
+    from harness.execution.worker import die_with_parent
+
+    die_with_parent(parent)
     from harness.analysis.breakdown import write_breakdown
     from harness.comparison.verdict import json_safe
-    from harness.execution.worker import die_with_parent
     from harness.jsonio import write_json_atomic
 
-    die_with_parent(os.getppid())
     written = write_breakdown(ref_records, cand_records, out_dir, task_meta=task_meta, alpha=alpha, labels=labels)
     write_json_atomic(result_path, json_safe(written))
 

@@ -128,6 +128,7 @@ def store_error(exc: BaseException, path: Path, doing: str) -> StoreError:
     """One line naming the file, the cause and the fix."""
     kind = error_kind(exc)
     where = str(path.parent)
+    exc = " ".join(str(exc).split())  # one line, whatever SQLite's message holds
     if kind == "full":
         msg = (f"cannot {doing}: the disk holding the cache database {path} is full ({exc}). Free space on that "
                f"disk or pass --cache-dir on another disk; the evaluations already stored are kept")
