@@ -80,6 +80,9 @@ def check_model(model: str, what: str = "--model") -> str:
     if p.exists():
         if not p.is_dir():
             raise HarnessError(f"{what} {model!r} is a file; pass the model's checkpoint directory")
+        from harness.backends.model_files import check_model_files
+
+        check_model_files(p)  # a corrupt config.json or truncated weights: bad input now, not unresolved runs later
         return str(p)
     looks_like_hub_id = model.count("/") == 1 and not model.startswith((".", "/", "~"))
     if looks_like_hub_id:
