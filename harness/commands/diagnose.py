@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
     add_prompt_arguments(parser)
     parser.add_argument("--out", default="reports", help="Where run directories are written (default reports/).")
     parser.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
-                        help="Seconds before the evaluation counts as unresolved (hung engine or plugin; default 1800).")
+                        help="Seconds before the evaluation counts as unresolved (a hung engine or plugin; "
+                             "default 1800).")
     parser.add_argument("--label", default=None, help="Run directory label (default diagnose-<backend>-<task>).")
     parser.add_argument("--quiet", action="store_true", help="Only the accuracy line and the run directory.")
 

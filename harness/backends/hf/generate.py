@@ -14,10 +14,11 @@ Engine behaviour reproduced (NVIDIA/TensorRT-LLM sources):
   SamplingParams' default (True), so BOS is added when the tokenizer adds one and counts towards
   ``max_length``; the tokenizer's ``truncation_side`` (normally "right") decides which end is cut.
   (``tensorrt_llm/sampling_params.py``@000a01de documents "the last k tokens", left truncation; the
-  input processor's call cuts the tokenizer's side, and that is what the engine does.) The harness caps ``truncate_prompt_tokens`` at the model's positions minus ``max_tokens``
-  for every backend alike (``harness/evaluation/spec.py`` ``sampling_for``), so a prompt longer than
-  the model holds is truncated the same way here, in the emulator and in TensorRT-LLM, and each
-  completion says whether its prompt was (``extra["prompt_truncated"]``).
+  input processor's call cuts the tokenizer's side, and that is what the engine does.) The harness
+  caps ``truncate_prompt_tokens`` at the model's positions minus ``max_tokens`` for every backend
+  alike (``harness/evaluation/spec.py`` ``prompt_token_limit``), so a prompt longer than the model
+  holds is truncated the same way here, in the emulator and in TensorRT-LLM, and each completion
+  says whether its prompt was (``extra["prompt_truncated"]``).
 * Greedy decoding (all sampling knobs None in SamplingParams = greedy).
 * ``ignore_eos=True`` is the AD tests' ``end_id=-1``: exactly ``max_tokens`` tokens.
   ``ignore_eos=False``: stop at the tokenizer's EOS (or generation_config's eos ids);
