@@ -199,6 +199,7 @@ def load_config(args, cand, backend: str) -> LoadedConfig:
     if isinstance(ws, bool) or not isinstance(ws, int) or ws < 1:  # every backend: the plan ladders over it
         raise HarnessError(f"world_size in {args.config} must be a positive integer, got {ws!r}; set world_size: "
                            "1, 2, 4, ...")
+    check_transforms_shape(user, args.config)
     plugins = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in (args.plugin or [])]
     catalogue = cand.catalogue(str(default_yaml), user, plugins)
     validate_transform_names(user, catalogue)
@@ -206,6 +207,21 @@ def load_config(args, cand, backend: str) -> LoadedConfig:
     base_names = set(Catalogue.from_yaml(default_yaml).names())
     extra = [n for n in catalogue.names() if n not in base_names]
     return LoadedConfig(default_yaml, args.config, user, plugins, catalogue, extra, list(notes))
+
+
+def check_transforms_shape(user: dict, path) -> None:
+    """``transforms`` is a mapping {name: {stage, enabled, ...}} with string names (AD's config layout,
+    tensorrt_llm/_torch/auto_deploy/config/default.yaml); else one HarnessError line naming the file."""
+    transforms = user.get("transforms") or {}
+    if not isinstance(transforms, dict):
+        raise HarnessError(f"'transforms' in {path} must be a mapping {{name: {{enabled: ...}}}}, got "
+                           f"{type(transforms).__name__}; fix the config's transforms section")
+    for name, conf in transforms.items():
+        if not isinstance(name, str):
+            raise HarnessError(f"transform name {name!r} in {path} must be a string; fix the config's transforms")
+        if conf is not None and not isinstance(conf, dict):
+            raise HarnessError(f"transforms.{name} in {path} must be a mapping (e.g. {{enabled: false}}), got "
+                               f"{conf!r}; fix the config")
 
 
 def choose_strategy(args):
