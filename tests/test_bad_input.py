@@ -147,7 +147,7 @@ def test_plugins_cannot_end_or_hang_diagnose(tmp_path):
         plugin = tmp_path / f"{name}.py"
         plugin.write_text(code)
         procs[name] = start("diagnose", "--backend", "ad-emulator", "--plugin", str(plugin), "--samples", "6",
-                            "--quiet", "--timeout", "20", "--out", str(tmp_path / name))
+                            "--quiet", "--timeout", "20" if name == "hangs" else "280", "--out", str(tmp_path / name))
     outs = {k: subprocess.CompletedProcess(p.args, p.wait(timeout=300), *p.communicate()) for k, p in procs.items()}
     one_line(outs["exit_on_import"], "exit_on_import.py", "sys.exit(0)")
     one_line(outs["exit_in_transform"], "'leave'", "exit_in_transform.py", "sys.exit(0)")
