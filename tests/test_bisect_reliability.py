@@ -52,6 +52,7 @@ def test_two_identical_bisects_on_one_store_evaluate_each_configuration_once(pai
     (run_dir,) = [p for p in reports.iterdir()]  # one run directory, published whole; no staging left over
     assert run_dir.name.startswith("bisect-")
     assert not [p for p in run_dir.rglob("*") if p.name.endswith((".tmp", ".partial", ".old"))]
+    assert not [f for f in ("summary.json", "report.md", "report.html") if ".partial" in (run_dir / f).read_text()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["outcome"] == "culprit" and summary["culprits"][0]["knobs"] == ["optimize_rope"]
     assert all((run_dir / f).exists() for f in summary["files"].values())

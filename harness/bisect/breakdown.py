@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from harness.bisect.context import BisectContext
 from harness.bisect.state import BisectState
@@ -119,11 +120,22 @@ def per_subject_breakdown(ctx: BisectContext, state: BisectState, background: Ba
     if isinstance(written, dict):
         from harness.comparison.verdict import json_safe
 
-        out["breakdown"] = json_safe({k: v for k, v in written.items()
+        out["breakdown"] = json_safe({k: _relative(v, ctx.run_dir) for k, v in written.items()
                                       if isinstance(v, (str, int, float, list, dict))})
     if bd_dir.is_dir():
         out["files"] = sorted(str(p.relative_to(ctx.run_dir)) for p in bd_dir.rglob("*") if p.is_file())
     state.phases["5"] = out
+
+
+def _relative(value, run_dir: Path):
+    """A path the breakdown wrote, relative to the run directory: the run is built in a staging directory and
+    published under its final name (harness/evaluation/rundir.py), so an absolute path would name the staging one."""
+    if isinstance(value, str) and Path(value).is_absolute():
+        try:
+            return str(Path(value).relative_to(run_dir))
+        except ValueError:
+            return value
+    return value
 
 
 def _inline(ctx: BisectContext, ref, cand, out: dict):
