@@ -1,7 +1,10 @@
 """`python -m harness <command>`: the command table and error handling.
 
 Each command lives in ``harness/commands/<module>.py`` with ``add_arguments(parser)`` and
-``run(args) -> int``. Command modules import heavy libraries only inside ``run``.
+``run(args) -> int``. Command modules import heavy libraries only inside ``run``. A ``HarnessError``
+is one ``error:`` line and exit 2. ``check`` parses and runs on its own (``commands/check.py``
+``main``): its exit status is git bisect run's protocol (0 good, 1 bad, 125 skip, 128 abort), which
+argparse's usage exit 2 or Python's traceback exit 1 would break.
 """
 from __future__ import annotations
 
@@ -46,12 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:  # git bisect run's exit-code contract, usage errors included (commands/check.py)
+        from harness.commands.check import main as check_main
+
+        return check_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     try:
+        from harness.execution.worker import register_extra_backends
+
+        register_extra_backends()  # the HARNESS_EXTRA_BACKENDS / _TASKS testing hook, as in every worker
         return int(args._run(args) or 0)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -229,10 +229,15 @@ class CrashingBackend:
 
 
 def test_diagnose_unresolved_writes_run_json_and_exits_1(tmp_path, monkeypatch, capsys):
+    import os
+
     from harness import backends
     from harness.cli import main
 
+    # registered here and, through the testing hook, in diagnose's worker process
     monkeypatch.setitem(backends.BACKENDS, "crashing", "test_hf_backend:CrashingBackend")
+    monkeypatch.setenv("HARNESS_EXTRA_BACKENDS", "crashing=test_hf_backend:CrashingBackend")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "tests"), str(REPO)]))
     rc = main(["diagnose", "--backend", "crashing", "--samples", "6", "--quiet", "--out", str(tmp_path)])
     captured = capsys.readouterr()
     assert rc == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from harness.bisect.context import BisectContext
 from harness.bisect.state import BisectState
@@ -40,7 +41,9 @@ class BackgroundBreakdown:
             import multiprocessing
 
             out_dir.mkdir(parents=True, exist_ok=True)
-            args = (ref.records, cand.records, str(out_dir), *_breakdown_options(ctx), str(result_path))
+            # the orchestrator's pid, taken here: read in the child it could already be init's (the orchestrator
+            # killed while the child imports), and the child would outlive it
+            args = (os.getpid(), ref.records, cand.records, str(out_dir), *_breakdown_options(ctx), str(result_path))
             proc = multiprocessing.get_context("spawn").Process(target=_background_main, args=args, daemon=True)
             proc.start()
         except Exception:  # noqa: BLE001 - Phase 5 then runs inline at the end
@@ -69,14 +72,16 @@ def _breakdown_options(ctx: BisectContext) -> tuple:
     return task_meta, ctx.inp.alpha, (ctx.inp.backend_ref, ctx.inp.backend)
 
 
-def _background_main(ref_records, cand_records, out_dir, task_meta, alpha, labels, result_path) -> None:
-    """The spawned child: dies with its parent, writes the breakdown and its result JSON."""
+def _background_main(parent, ref_records, cand_records, out_dir, task_meta, alpha, labels, result_path) -> None:
+    """The spawned child: dies with its parent (PR_SET_PDEATHSIG, before the heavy imports; exits at once if
+    the parent is already gone), writes the breakdown and its result JSON."""
+    from harness.execution.worker import die_with_parent
+
+    die_with_parent(parent)
     from harness.analysis.breakdown import write_breakdown
     from harness.comparison.verdict import json_safe
-    from harness.execution.worker import die_with_parent
     from harness.jsonio import write_json_atomic
 
-    die_with_parent(os.getppid())
     written = write_breakdown(ref_records, cand_records, out_dir, task_meta=task_meta, alpha=alpha, labels=labels)
     write_json_atomic(result_path, json_safe(written))
 
@@ -108,14 +113,29 @@ def per_subject_breakdown(ctx: BisectContext, state: BisectState, background: Ba
     state.run_notes["phase5_computed"] = "background" if written is not None else "inline"
     if written is None:
         written = _inline(ctx, ref, cand, out)
+    if written is None and bd_dir.is_dir():  # a failed breakdown (a full disk): its partial files are no result
+        import shutil
+
+        shutil.rmtree(bd_dir, ignore_errors=True)
     if isinstance(written, dict):
         from harness.comparison.verdict import json_safe
 
-        out["breakdown"] = json_safe({k: v for k, v in written.items()
+        out["breakdown"] = json_safe({k: _relative(v, ctx.run_dir) for k, v in written.items()
                                       if isinstance(v, (str, int, float, list, dict))})
     if bd_dir.is_dir():
         out["files"] = sorted(str(p.relative_to(ctx.run_dir)) for p in bd_dir.rglob("*") if p.is_file())
     state.phases["5"] = out
+
+
+def _relative(value, run_dir: Path):
+    """A path the breakdown wrote, relative to the run directory: the run is built in a staging directory and
+    published under its final name (harness/evaluation/rundir.py), so an absolute path would name the staging one."""
+    if isinstance(value, str) and Path(value).is_absolute():
+        try:
+            return str(Path(value).relative_to(run_dir))
+        except ValueError:
+            return value
+    return value
 
 
 def _inline(ctx: BisectContext, ref, cand, out: dict):

@@ -6,11 +6,11 @@ reference score, and the run directory chosen; ``build_plan`` turns it into the 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError, one_of
+from harness.evaluation.rundir import check_out_dir
 
 EXECUTORS = ("local", "inprocess", "slurm")
 
@@ -80,6 +80,9 @@ def check_model(model: str, what: str = "--model") -> str:
     if p.exists():
         if not p.is_dir():
             raise HarnessError(f"{what} {model!r} is a file; pass the model's checkpoint directory")
+        from harness.backends.model_files import check_model_files
+
+        check_model_files(p)  # a corrupt config.json or truncated weights: bad input now, not unresolved runs later
         return str(p)
     looks_like_hub_id = model.count("/") == 1 and not model.startswith((".", "/", "~"))
     if looks_like_hub_id:
@@ -93,19 +96,6 @@ def check_model(model: str, what: str = "--model") -> str:
             pass
     raise HarnessError(f"{what} {model!r} does not exist (no such directory, and not a model id in the local "
                        "Hugging Face cache); pass a local checkpoint directory")
-
-
-def check_out_dir(out: str | Path) -> Path:
-    p = Path(out).expanduser()
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise HarnessError(f"output directory {str(out)!r} is not writable ({exc.strerror or exc}); pass --out "
-                           "with a directory you can write to") from None
-    return p
 
 
 def resolve_inputs(args) -> BisectInputs:
@@ -167,6 +157,9 @@ def check_flags(args) -> None:
         raise HarnessError(f"unknown executor {args.executor!r}; valid: {', '.join(EXECUTORS)}. Pass --executor local.")
     if args.samples is not None and args.samples <= 0:
         raise HarnessError(f"--samples must be a positive integer, got {args.samples}; pass --samples 100")
+    from harness.tasks.base import check_seed
+
+    check_seed(args.seed)
     if not 0 < args.alpha < 1:
         raise HarnessError(f"--alpha must be between 0 and 1, got {args.alpha}; pass e.g. --alpha 0.05")
     if args.min_effect < 0:
@@ -212,6 +205,11 @@ def load_config(args, cand, backend: str) -> LoadedConfig:
         if not default_yaml:
             raise HarnessError(f"backend {backend!r} has no default.yaml in force; pass --default-yaml PATH")
     user = load_yaml(args.config, "config") if args.config else {}
+    ws = user.get("world_size", 1)
+    if isinstance(ws, bool) or not isinstance(ws, int) or ws < 1:  # every backend: the plan ladders over it
+        raise HarnessError(f"world_size in {args.config} must be a positive integer, got {ws!r}; set world_size: "
+                           "1, 2, 4, ...")
+    check_transforms_shape(user, args.config)
     plugins = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in (args.plugin or [])]
     catalogue = cand.catalogue(str(default_yaml), user, plugins)
     validate_transform_names(user, catalogue)
@@ -219,6 +217,21 @@ def load_config(args, cand, backend: str) -> LoadedConfig:
     base_names = set(Catalogue.from_yaml(default_yaml).names())
     extra = [n for n in catalogue.names() if n not in base_names]
     return LoadedConfig(default_yaml, args.config, user, plugins, catalogue, extra, list(notes))
+
+
+def check_transforms_shape(user: dict, path) -> None:
+    """``transforms`` is a mapping {name: {stage, enabled, ...}} with string names (AD's config layout,
+    tensorrt_llm/_torch/auto_deploy/config/default.yaml); else one HarnessError line naming the file."""
+    transforms = user.get("transforms") or {}
+    if not isinstance(transforms, dict):
+        raise HarnessError(f"'transforms' in {path} must be a mapping {{name: {{enabled: ...}}}}, got "
+                           f"{type(transforms).__name__}; fix the config's transforms section")
+    for name, conf in transforms.items():
+        if not isinstance(name, str):
+            raise HarnessError(f"transform name {name!r} in {path} must be a string; fix the config's transforms")
+        if conf is not None and not isinstance(conf, dict):
+            raise HarnessError(f"transforms.{name} in {path} must be a mapping (e.g. {{enabled: false}}), got "
+                               f"{conf!r}; fix the config")
 
 
 def choose_strategy(args):

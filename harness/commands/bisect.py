@@ -166,31 +166,43 @@ def print_plan(inp, plan) -> None:
 
 
 def run_bisect(args, inp, plan) -> int:
-    """The phases on a Runner, then the run directory; prints the verdict and where the report is."""
+    """The phases on a Runner, then the run directory; prints the verdict and where the report is. The
+    directory is built in a staging directory and published whole at the end (harness/evaluation/rundir.py)."""
+    import shutil
     import sys
     import time
 
     from harness.bisect.orchestrator import Bisector
     from harness.bisect.report import write_report
+    from harness.errors import HarnessError
+    from harness.evaluation.rundir import publish_run_dir, staging_dir
     from harness.execution.runner import Runner
 
-    run_dir = inp.out_root / run_dir_name(inp)
+    final = inp.out_root / run_dir_name(inp)
+    run_dir = staging_dir(final)
     started = time.time()
     t0 = time.monotonic()
-    with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,
-                max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor,
-                dump_graphs_dir=getattr(args, "dump_graphs", None)) as runner:
-        state = Bisector(inp, plan, runner, run_dir).run()
-        stats = runner.stats
-        wall = time.monotonic() - t0
-        summary = write_report(run_dir, inp, plan, state, run_section(state, stats, started, wall, run_dir))
-        # print before the runner shuts its worker machinery down (that can take a few seconds)
-        print(f"verdict: {summary['verdict']} - {summary['headline']}")
-        for step in summary["next_steps"][:3]:
-            print(f"  next: {step}")
-        print(f"{stats['evaluations_run']} evaluations run, {stats['hits']} from the cache, {wall:.1f} s")
-        print(f"report: {run_dir / 'report.md'}")
-        sys.stdout.flush()
+    try:
+        with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,
+                    max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor,
+                    dump_graphs_dir=getattr(args, "dump_graphs", None)) as runner:
+            state = Bisector(inp, plan, runner, run_dir).run()
+            stats = runner.stats
+            wall = time.monotonic() - t0
+            try:
+                summary = write_report(run_dir, inp, plan, state, run_section(state, stats, started, wall, final))
+            except HarnessError as exc:  # name the run directory the user asked for, not the staging one
+                raise HarnessError(str(exc).replace(str(run_dir), str(final))) from None
+            publish_run_dir(run_dir, final)
+            # print before the runner shuts its worker machinery down (that can take a few seconds)
+            print(f"verdict: {summary['verdict']} - {summary['headline']}")
+            for step in summary["next_steps"][:3]:
+                print(f"  next: {step}")
+            print(f"{stats['evaluations_run']} evaluations run, {stats['hits']} from the cache, {wall:.1f} s")
+            print(f"report: {final / 'report.md'}")
+            sys.stdout.flush()
+    finally:  # a failed or interrupted run publishes nothing (the evaluations are in the store)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 

@@ -6,7 +6,9 @@
     python -m harness cache rm --older-than DAYS
 
 Only ``ok`` evaluations are served from the cache; ``unresolved`` ones are listed (status
-column) but re-run on the next attempt.
+column) but re-run on the next attempt. A corrupt store stops every command with one line naming
+the file; ``cache rm --all`` then moves it aside (``evals.sqlite.corrupt-<time>``) and starts a
+new one (``harness/evaluation/store.py``).
 """
 from __future__ import annotations
 
@@ -56,7 +58,14 @@ def run(args) -> int:
     cache_dir = getattr(args, "cache_dir", None) or ".harness"
     if args.action is None:
         raise HarnessError("cache needs an action: ls or rm. Example: python -m harness cache ls")
-    with Store(cache_dir) as store:
+    if args.action == "rm":
+        _check_rm_args(args)
+    recover = args.action == "rm" and bool(args.all)
+    with Store(cache_dir, recover=recover) as store:
+        if store.moved_aside is not None:
+            print(f"the cache database was corrupt: moved it aside to {store.moved_aside}; started a new, empty "
+                  f"store at {store.path}")
+            return 0
         if args.action == "ls":
             rows = store.rows()
             if args.json:
@@ -65,16 +74,19 @@ def run(args) -> int:
             else:
                 print(_table(rows))
             return 0
-        given = sum([bool(args.keys), bool(args.all), args.older_than is not None])
-        if given != 1:
-            raise HarnessError("cache rm needs exactly one of: KEY..., --all, --older-than DAYS.")
         if args.all:
             n = store.delete_all()
         elif args.older_than is not None:
-            if args.older_than < 0:
-                raise HarnessError(f"--older-than {args.older_than:g} must be >= 0 days.")
             n = store.delete_older_than(args.older_than)
         else:
             n = store.delete(store.resolve_keys(args.keys))
         print(f"removed {n} evaluation(s) from {store.path}")
     return 0
+
+
+def _check_rm_args(args) -> None:
+    given = sum([bool(args.keys), bool(args.all), args.older_than is not None])
+    if given != 1:
+        raise HarnessError("cache rm needs exactly one of: KEY..., --all, --older-than DAYS.")
+    if args.older_than is not None and args.older_than < 0:
+        raise HarnessError(f"--older-than {args.older_than:g} must be >= 0 days.")

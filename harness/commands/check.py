@@ -5,15 +5,18 @@
         --backend trtllm-ad --model meta-llama/Llama-3.1-8B-Instruct --config my_ad.yaml --task mmlu \
         --samples 1000 --references $TRTLLM/tests/integration/defs/accuracy/references'
 
-Exit status (git bisect run's protocol):
+Exit status (git bisect run's protocol; tests/test_check_git_bisect.py runs a real `git bisect run`):
   0    good: the score passes TensorRT-LLM's hypothesis test against the reference
        (score >= ref + z(alpha) * sqrt(2 sigma^2 / n)), or reaches --threshold;
   1    bad: it does not;
   125  untestable at this commit: the evaluation crashed, hung (--timeout), ran out of memory, or the
        engine rejected the config (e.g. a transform this engine version does not have); git bisect
        skips the commit. The log tail is triaged (configs/triage_patterns.yaml);
-  128  the check command itself is wrong (bad arguments, unregistered reference spec, missing
-       file): git bisect run aborts instead of marking every commit bad.
+  128  anything that is the user's or the harness's fault, the same at every commit: a usage error
+       (an unknown or misspelt flag: `check` parses its own arguments, so argparse's 2 never
+       reaches git), bad input checked before the evaluation (task, data set, samples, seed,
+       model files, plugins, reference spec), the evaluation store, the Slurm submission, and any
+       unexpected exception. git bisect run aborts instead of blaming or skipping every commit.
 The evaluation cache is NOT read by default (the cache key holds the engine's version string,
 which does not change between the commits being bisected); pass --cache to reuse results.
 """
@@ -29,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.execution.slurm import add_executor_arguments
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = ("exit status: 0 good, 1 bad, 125 untestable (crash, timeout, out of memory: git bisect skips), "
-                "128 bad arguments (git bisect run aborts)")
+    p.epilog = ("exit status: 0 good, 1 bad, 125 untestable at this commit (crash, timeout, out of memory, the "
+                "engine rejects the config: git bisect skips), 128 a usage error, bad input or a harness failure "
+                "(git bisect run aborts)")
 
     def _exit(status=0, message=None):  # argparse usage errors: 128 so `git bisect run` aborts
         if message:
@@ -89,6 +93,7 @@ def _prepare(args):
     from harness.evaluation.spec import EvalSpec
     from harness.paths import default_dataset
     from harness.comparison.references import find_reference, lookup, normalize_spec
+    from harness.tasks import get_task
 
     given = [x is not None for x in (args.reference_score, args.references, args.threshold)]
     if sum(given) != 1:
@@ -108,6 +113,7 @@ def _prepare(args):
             ref = replace(ref, alpha=args.alpha)
     samples = args.samples if args.samples is not None else (ref.num_samples if ref else None)
     overlay = load_yaml(args.config) if args.config else {}
+    get_task(args.task)  # before the task's default data set is looked up
     dataset = args.dataset or default_dataset(args.task)
     if args.dataset and not Path(args.dataset).exists():
         raise HarnessError(f"--dataset {args.dataset!r} does not exist; pass the data set directory")
@@ -117,7 +123,66 @@ def _prepare(args):
     spec = EvalSpec(backend=args.backend, model=args.model, task=args.task, config=overlay, dataset=dataset,
                     samples=samples, seed=args.seed, plugins=[str(Path(p).resolve()) for p in args.plugin],
                     label=f"check {args.backend} {Path(str(args.model)).name} {args.task}")
+    _check_up_front(spec)
     return spec, ref, samples
+
+
+def _check_up_front(spec) -> None:
+    """What is the same at every engine commit, checked before the evaluation so a mistake aborts git
+    bisect (128) instead of skipping (125) or blaming (1) every commit: backend, task, seed, samples,
+    the data set's files (the exact prompts are built here), the model's files."""
+    from pathlib import Path
+
+    from harness.backends import capabilities, get_backend
+    from harness.backends.model_files import check_model_files
+    from harness.errors import HarnessError
+    from harness.evaluation.spec import build_samples
+    from harness.tasks import get_task
+    from harness.tasks.base import check_seed
+
+    get_backend(spec.backend)
+    get_task(spec.task)
+    check_seed(spec.seed)
+    build_samples(spec)  # samples, data set layout and encoding, few-shot rows
+    model = Path(str(spec.model)).expanduser()
+    if model.is_dir():
+        check_model_files(model)
+    elif capabilities(spec.backend).needs_local_model:
+        raise HarnessError(f"--model {spec.model!r} is not a directory; backend {spec.backend!r} needs a local "
+                           "checkpoint directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`check`'s own parser (prog ``python -m harness check``), so its usage errors exit 128."""
+    parser = argparse.ArgumentParser(prog="python -m harness check", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """`python -m harness check ARGS`: the whole command under git bisect run's protocol (see above)."""
+    import traceback
+
+    from harness.errors import HarnessError
+
+    try:
+        from harness.execution.worker import register_extra_backends
+
+        register_extra_backends()  # the HARNESS_EXTRA_BACKENDS / _TASKS testing hook, as in every worker
+        return run(build_parser().parse_args(argv))
+    except SystemExit as exc:  # argparse: --help exits 0, a usage error already became 128 (add_arguments)
+        return exc.code if isinstance(exc.code, int) else EXIT_ABORT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130  # > 127: git bisect run aborts
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ABORT
+    except Exception as exc:  # noqa: BLE001 - a harness bug must not mark the commit bad (1)
+        traceback.print_exc()
+        print(f"error: the check command failed inside the harness ({type(exc).__name__}: {exc}); exit 128 so "
+              "git bisect run aborts instead of blaming this commit", file=sys.stderr)
+        return EXIT_ABORT
 
 
 def run(args) -> int:
@@ -127,9 +192,6 @@ def run(args) -> int:
 
     try:
         spec, ref, samples = _prepare(args)
-        from harness.backends import get_backend
-
-        get_backend(spec.backend)  # unknown backend: the command is wrong at every commit
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ABORT
@@ -171,22 +233,30 @@ def _evaluate(args, spec, out: dict):
     """The evaluation's result, or None with ``out`` filled in when the engine rejects the input."""
     from pathlib import Path
 
-    from harness.errors import HarnessError
+    from harness.errors import EngineInputError, HarnessError
     from harness.execution.runner import Runner
     from harness.execution.slurm import executor_options
     from harness.regress.suite_runner import resolve_backend_config
 
     ex_name, ex_opts, _ = executor_options(args)
-    try:
-        with Runner(cache_dir=args.cache_dir, use_cache=args.cache, timeout=args.timeout, max_parallel=1, quiet=True,
-                    executor=ex_name, executor_options=ex_opts, workdir=Path(args.cache_dir) / "work") as runner:
-            # the resolved config is part of the engine at this commit: resolve inside the guarded block
+    # the store, the executor (Slurm: sbatch, partition, submission) are the same at every commit: their
+    # HarnessErrors propagate (128); only this commit's engine rejecting the input is untestable (125)
+    with Runner(cache_dir=args.cache_dir, use_cache=args.cache, timeout=args.timeout, max_parallel=1, quiet=True,
+                executor=ex_name, executor_options=ex_opts, workdir=Path(args.cache_dir) / "work") as runner:
+        try:  # the resolved config is part of the engine at this commit (its default.yaml's knobs)
             spec.config = resolve_backend_config(spec.backend, spec.config)
+        except HarnessError as exc:
+            return _rejected(out, exc)
+        try:
             return runner.evaluate(spec)
-    except HarnessError as exc:  # the engine at this commit rejects the input (worker exit 2)
-        out.update(status="untestable", exit_code=EXIT_SKIP, error=str(exc),
-                   lines=[f"UNTESTABLE (exit 125): the engine rejected the input at this commit: {exc}"])
-        return None
+        except EngineInputError as exc:  # the worker: the engine at this commit rejects the input
+            return _rejected(out, exc)
+
+
+def _rejected(out: dict, exc: Exception) -> None:
+    out.update(status="untestable", exit_code=EXIT_SKIP, error=str(exc),
+               lines=[f"UNTESTABLE (exit 125): the engine rejected the input at this commit: {exc}"])
+    return None
 
 
 def _unresolved(out: dict, result) -> dict:

@@ -4,9 +4,12 @@ Prints the first prompt in full (check it against the real evaluator), a per-sam
 (id, subject, reference, output, correct), the accuracy with a 95% Wilson interval, the task's
 own score (MMLU weighted accuracy; GSM8K mean of strict-match and flexible-extract) and per-subject
 accuracies, then writes ``<out>/<timestamp>-<label>/`` with ``samples.jsonl`` and ``run.json``.
-Runs in this process (``harness.evaluation.run.run_evaluation``). Exit 0 when the evaluation ran,
-1 when it is unresolved (engine crash; the error is printed and run.json is still written),
-2 on bad input.
+
+Every input is checked before the evaluation (backend, model files, config, plugins, data set,
+seed, a writable --out). The evaluation runs in a worker process (``harness.execution.executor``,
+as bisect's do), so an engine crash, a hang past --timeout or a plugin's ``sys.exit`` is an
+unresolved result, never a silent exit of this command. Exit 0 when the evaluation ran, 1 when
+it is unresolved (the error is printed and run.json is still written), 2 on bad input.
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ def add_arguments(parser) -> None:
     add_task_arguments(parser, default_samples=100)
     add_prompt_arguments(parser)
     parser.add_argument("--out", default="reports", help="Where run directories are written (default reports/).")
+    parser.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
+                        help="Seconds before the evaluation counts as unresolved (a hung engine or plugin; "
+                             "default 1800).")
     parser.add_argument("--label", default=None, help="Run directory label (default diagnose-<backend>-<task>).")
     parser.add_argument("--quiet", action="store_true", help="Only the accuracy line and the run directory.")
 
@@ -67,15 +73,14 @@ def accuracy_line(records: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from harness.evaluation.run import run_evaluation
     from harness.evaluation.spec import build_samples
 
     spec = _spec(args)
-    _check_inputs(spec)  # unknown backend, missing model: fail before printing anything
+    _check_inputs(spec, args)  # bad input: one line, before printing anything or evaluating
     _, samples = build_samples(spec)
     if not args.quiet and samples:
         print_first_prompt(samples[0])
-    result = run_evaluation(spec)
+    result = _evaluate(spec, args.timeout)
     run_dir = _write_run_dir(args.out, spec, result)
     if result.status != "ok":
         print_unresolved(result, quiet=args.quiet)
@@ -87,8 +92,29 @@ def run(args) -> int:
     print(accuracy_line(result.records))
     if not args.quiet:
         print_metrics(spec.task, result)
+    from harness.evaluation.run import truncation_note
+
+    note = truncation_note(result.info, len(result.records))
+    if note:
+        print(f"note: {note}")
     print(f"run directory: {run_dir}")
     return 0
+
+
+def _evaluate(spec, timeout: float):
+    """The evaluation in a fresh worker process with a time limit (harness/execution/executor.py); bad
+    input the engine reports there is raised (one error line), anything else is the result."""
+    import tempfile
+    from pathlib import Path
+
+    from harness.execution.executor import get_executor
+
+    executor = get_executor("local", timeout=timeout, fork_server=False)  # one evaluation: no server to amortise
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-diagnose-") as work:
+            return executor.run(spec, Path(work), {})
+    finally:
+        executor.close()
 
 
 def _spec(args):
@@ -109,14 +135,32 @@ def _spec(args):
     )
 
 
-def _check_inputs(spec) -> None:
+def _check_inputs(spec, args) -> None:
+    """Everything that can be checked without the engine: backend, model files, config and plugins,
+    seed, --timeout, a writable --out (before the evaluation, not after it)."""
     from harness.backends import capabilities, get_backend
+    from harness.errors import HarnessError
+    from harness.evaluation.rundir import check_out_dir
+    from harness.tasks.base import check_seed
 
-    get_backend(spec.backend)  # unknown backend -> error before any work
+    backend = get_backend(spec.backend)  # unknown backend -> error before any work
     if capabilities(spec.backend).needs_local_model:
         from harness.backends.hf.backend import check_model_dir
 
         check_model_dir(spec.model)
+    check_seed(spec.seed)
+    if not args.timeout > 0:
+        raise HarnessError(f"--timeout must be > 0 seconds, got {args.timeout:g}; pass e.g. --timeout 1800")
+    takes_ad = capabilities(spec.backend).takes_ad_config
+    default_yaml = backend.default_yaml() if takes_ad else None
+    if spec.plugins or default_yaml:
+        from harness.config.ops import validate_transform_names
+
+        catalogue = backend.catalogue(str(default_yaml), spec.config, list(spec.plugins))  # loads the plugins
+        if takes_ad:
+            validate_transform_names(spec.config, catalogue)
+            backend.check_config(spec.config, default_yaml)
+    check_out_dir(args.out)
 
 
 def _write_run_dir(out, spec, result):

@@ -16,11 +16,22 @@ def load_yaml(path: str | Path, what: str = "config") -> dict:
     if not p.is_file():
         raise HarnessError(f"{what} file {str(path)!r} does not exist. Pass an existing YAML path.")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_SafeLoader)
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"cannot read {what} file {str(path)!r}: {exc.strerror or exc}. "
+                           f"Pass a readable YAML path.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise HarnessError(f"{what} file {str(path)!r} is not UTF-8 at line {line} (byte 0x{raw[exc.start]:02x}). "
+                           f"Re-save it as UTF-8.") from None
+    try:
+        data = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise HarnessError(f"{what} file {str(path)!r} is not valid YAML{where}: {problem}. Fix the YAML syntax.") from None
     if data is None:
         return {}

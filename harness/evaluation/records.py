@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-from harness.jsonio import canonical_json, sha
+from harness.jsonio import atomic_write, canonical_json, sha
 
 RECORD_FIELDS = (
     "id", "subject", "reference", "prompt_hash", "prompt_token_hash", "prompt_tokens",
@@ -93,12 +93,10 @@ def loads_record(line: str) -> dict:
 
 
 def write_records(path: str | Path, records: Iterable[dict]) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    """samples.jsonl, atomically (harness/jsonio.py ``atomic_write``: no temp file left on a full disk)."""
+    with atomic_write(path) as f:
         for rec in records:
             f.write(dumps_record(rec) + "\n")
-    tmp.replace(path)
 
 
 def read_records(path: str | Path) -> list[dict]:

@@ -48,4 +48,26 @@ def run_evaluation(spec: EvalSpec, context: dict | None = None) -> EvalResult:
     info = dict(info)
     info["timings"] = {**timings, "total_s": time.time() - t0}
     info["sampling"] = sampling.to_dict()
+    info.update(truncation_info(completions, info, sampling))
     return EvalResult(status="ok", records=records, info=info, metrics=task.aggregate(records))
+
+
+def truncation_info(completions, info: dict, sampling) -> dict:
+    """How many prompts the engine truncated to ``truncate_prompt_tokens`` (the report counts them): the
+    completions' own flags (hf, ad-emulator), else the engine's count (TensorRT-LLM: prompts that reached
+    the limit, harness/backends/trtllm/common.py)."""
+    flags = [c.extra["prompt_truncated"] for c in completions if "prompt_truncated" in (c.extra or {})]
+    n = sum(map(bool, flags)) if flags else ((info.get("generation") or {}).get("truncated_prompts") or 0)
+    return {"truncate_prompt_tokens": sampling.truncate_prompt_tokens, "truncated_prompts": int(n)}
+
+
+def truncation_note(info: dict, n_prompts: int, who: str = "") -> str | None:
+    """One line saying how many prompts were truncated and how (None when none were)."""
+    n = int((info or {}).get("truncated_prompts") or 0)
+    if not n:
+        return None
+    limit = info.get("truncate_prompt_tokens")
+    return (f"{n} of {n_prompts} prompts{' of ' + who if who else ''} were longer than truncate_prompt_tokens={limit} "
+            "(the task's limit, capped at the model's positions minus the answer tokens) and were truncated as "
+            "TensorRT-LLM's input processor truncates them (truncation=True, max_length; the tokenizer's "
+            "truncation_side decides which end is cut)")

@@ -5,13 +5,22 @@ run was (model, backend, config, task, data set, samples, seed, prompt options, 
 ended (status, error, log tail), the task metrics, engine info/versions and timings.  Both files
 are written atomically (temp file + rename), run.json last, so a directory with a run.json is
 complete.
+
+A run directory written under a fixed name (bisect's ``bisect-<model>-<task>-<hash>``, which a
+rerun or a concurrent identical run writes again) is built in a staging directory
+(``staging_dir``) and published whole (``publish_run_dir``: one atomic exchange on Linux), so a
+reader sees the previous run directory or the new one, never a mix, and a run killed or failing
+half-way (a full disk) leaves the previous one untouched. ``check_out_dir`` checks an output
+root before any evaluation.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -53,11 +62,89 @@ def _json_safe(obj):
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    from harness.jsonio import atomic_write
+
+    with atomic_write(path) as f:
         json.dump(_json_safe(obj), f, indent=2, sort_keys=False, default=str, ensure_ascii=False)
         f.write("\n")
-    os.replace(tmp, path)
+
+
+def check_out_dir(out: str | Path) -> Path:
+    """An output root that exists and takes a file, checked before any evaluation; else one line."""
+    p = Path(out).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"output directory {str(out)!r} is not writable ({exc.strerror or exc}); pass --out "
+                           "with a directory you can write to") from None
+    return p
+
+
+def staging_dir(final: str | Path) -> Path:
+    """A fresh, empty ``.<name>.<pid>.partial`` beside ``final`` to build it in (see ``publish_run_dir``);
+    what killed runs left there (their process is gone) is removed first."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for left in final.parent.glob(f".{final.name}.*.partial"):
+        pid = left.name[len(final.name) + 2:-len(".partial")]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    d = final.parent / f".{final.name}.{os.getpid()}.partial"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir()
+    return d
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where that is unavailable."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    return renameat2(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), RENAME_EXCHANGE) == 0
+
+
+def publish_run_dir(staging: str | Path, final: str | Path) -> Path:
+    """Make the finished ``staging`` directory ``final``: exchanged with an existing ``final`` in one step
+    where the OS can (the old one is then removed), else renamed into place (a concurrent identical
+    run publishing at the same moment: the last one wins, each directory whole)."""
+    staging, final = Path(staging), Path(final)
+    for _ in range(20):
+        if final.exists() and _exchange(staging, final):
+            shutil.rmtree(staging, ignore_errors=True)
+            return final
+        try:
+            os.rename(staging, final)
+            return final
+        except OSError as exc:  # final exists and is not empty, and no exchange here: move it aside first
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise HarnessError(f"could not publish the run directory {final}: {exc.strerror}; its content is "
+                                   f"in {staging}") from None
+            old = final.with_name(f".{final.name}.{os.getpid()}.old")
+            try:
+                os.rename(final, old)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(old, ignore_errors=True)
+    raise HarnessError(f"could not publish the run directory {final} (another run kept replacing it); its "
+                       f"content is in {staging}")
 
 
 def run_summary(spec, result, extra: dict | None = None) -> dict:

@@ -101,11 +101,25 @@ def build_samples(spec: EvalSpec):
     return task, list(samples)
 
 
+def prompt_token_limit(task, model: str) -> int | None:
+    """``truncate_prompt_tokens`` for every backend alike: the task's MAX_INPUT_LEN, capped at what the model
+    holds (its positions minus the answer's ``max_tokens``) so a longer prompt is truncated the same way
+    everywhere, as TensorRT-LLM's input processor truncates (harness/backends/hf/generate.py), instead of
+    running past the model's positions (an IndexError in the emulator, silent garbage elsewhere)."""
+    from harness.backends.model_files import max_positions
+
+    limit = task.max_input_tokens
+    positions = max_positions(model)
+    if positions is not None and limit is not None and positions - task.max_tokens < limit:
+        limit = max(1, positions - task.max_tokens)
+    return limit
+
+
 def sampling_for(task, spec: EvalSpec) -> SamplingSpec:
     sampling = SamplingSpec(
         max_tokens=task.max_tokens,
         stop=task.stop,
-        truncate_prompt_tokens=task.max_input_tokens,
+        truncate_prompt_tokens=prompt_token_limit(task, spec.model),
         ignore_eos=task.end_id_minus_one,
         answer_continuations=task.answer_continuations,
     )

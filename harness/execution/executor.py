@@ -38,7 +38,7 @@ from pathlib import Path
 
 from harness.backends import capabilities
 from harness.execution.envscrub import cpu_threads, worker_env
-from harness.errors import HarnessError, one_of
+from harness.errors import EngineInputError, HarnessError, one_of
 from harness.evaluation.spec import EvalResult, EvalSpec
 from harness.execution.worker import register_extra_backends
 from harness.jsonio import write_json_atomic
@@ -123,11 +123,11 @@ def read_worker_result(returncode: int | None, out_path: Path, log_path: Path, *
         return EvalResult(status="unresolved", error=f"timeout after {timed_out:g} s (worker process group killed)",
                           log_tail=tail)
     if isinstance(payload, dict) and "harness_error" in payload:
-        raise HarnessError(payload["harness_error"])
+        raise EngineInputError(payload["harness_error"])
     if returncode == HARNESS_ERROR_EXIT:
         for line in reversed(tail.splitlines()):
             if line.startswith("error: "):
-                raise HarnessError(line[len("error: "):])
+                raise EngineInputError(line[len("error: "):])
     if returncode == 0 and isinstance(payload, dict) and "status" in payload:
         return EvalResult.from_dict(payload)
     if returncode == 0:
@@ -418,8 +418,8 @@ class InProcessExecutor(Executor):
                 register_extra_backends()
                 try:
                     result = run_evaluation(spec)
-                except HarnessError:
-                    raise
+                except HarnessError as exc:  # what a worker would report with exit 2
+                    raise EngineInputError(str(exc)) from None
                 except Exception as exc:  # noqa: BLE001 - outside run_evaluation's own guard
                     result = EvalResult(status="unresolved", error=f"{type(exc).__name__}: {exc}",
                                         log_tail="\n".join(traceback.format_exc().splitlines()[-LOG_TAIL_LINES:]))

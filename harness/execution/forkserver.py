@@ -33,6 +33,8 @@ import sys
 import time
 import traceback
 
+from harness.execution.worker import die_with_parent  # the one PR_SET_PDEATHSIG helper
+
 # Imported once by the server; children inherit them. Failures are ignored (the child imports
 # what it needs itself). Nothing here may initialise CUDA. (pandas is left out: pyarrow's jemalloc
 # starts a background thread at import.) The server preloads COMMON plus the preload list the backend
@@ -43,17 +45,6 @@ def preload_list(backend: str) -> list[str]:
     from harness.backends import capabilities
 
     return COMMON + list(capabilities(backend).preload_modules)
-
-
-def _prctl_pdeathsig() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort
-        pass
 
 
 def preload(modules) -> dict:
@@ -84,9 +75,7 @@ def _child(req: dict, server_pid: int) -> None:
     rc = 1
     try:
         os.setsid()
-        _prctl_pdeathsig()
-        if os.getppid() != server_pid:
-            os._exit(1)
+        die_with_parent(server_pid)  # PR_SET_PDEATHSIG; exits if the server is already gone
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -120,10 +109,7 @@ def _child(req: dict, server_pid: int) -> None:
 
 
 def serve(modules: list[str]) -> None:
-    _prctl_pdeathsig()
-    parent = os.environ.get("HARNESS_PARENT_PID")
-    if parent and str(os.getppid()) != parent:
-        os._exit(1)
+    die_with_parent()  # the orchestrator ($HARNESS_PARENT_PID): PR_SET_PDEATHSIG, or exit if it is gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     t0 = time.time()
     info = preload(modules)

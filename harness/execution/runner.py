@@ -12,7 +12,10 @@ the executor (``harness.execution.executor``: a fresh worker process by default)
 transaction and returns it. Every result carries ``info["cache_key"]``, ``info["cached"]`` and
 ``info["wall_s"]`` (seconds this call took). Only ``ok`` results are served from the cache; an
 ``unresolved`` one is stored (for `cache ls` and reports) but re-run on the next attempt.
-``use_cache=False`` (--no-cache) skips the lookup but still stores the fresh result.
+``use_cache=False`` (--no-cache) skips the lookup but still stores the fresh result (and moves a
+corrupt store aside instead of stopping). Several runs sharing one store compute each evaluation
+once: before evaluating a key the runner claims it in the store (``Store.claim``); a key another
+live process holds is waited for and its stored result used.
 Bad input (HarnessError: unknown backend/task, bad config, a worker that exits 2) is raised.
 Because every finished evaluation is committed before the next one starts, killing the
 orchestrator at any moment and rerunning continues from the stored evaluations.
@@ -30,6 +33,7 @@ from harness.execution.progress import Progress
 from harness.jsonio import canonical_json
 from harness.evaluation.store import Store
 
+CLAIM_POLL_S = 0.5  # seconds between looks at a claim another process holds
 STAT_KEYS = ("hits", "misses", "evaluations_run", "unresolved", "backend_seconds", "engine_seconds",
              "worker_overhead_seconds")
 
@@ -61,14 +65,18 @@ class Runner:
         if in_process:  # the brief's original spelling of executor="inprocess"
             executor = "inprocess"
         self.cache_dir = Path(cache_dir)
-        self.store = Store(self.cache_dir)
+        self.store = Store(self.cache_dir, recover=not use_cache)
         self.use_cache = use_cache
+        self.timeout = timeout
         self.max_parallel = max(1, int(max_parallel))
         self.workdir = Path(workdir) if workdir else self.cache_dir / "work"
         self.dump_graphs_dir = Path(dump_graphs_dir) if dump_graphs_dir else None
         self.executor = get_executor(executor, timeout=timeout, max_parallel=self.max_parallel,
                                      **(executor_options or {}))
         self.progress = progress or Progress(quiet=quiet)
+        if self.store.moved_aside is not None:
+            self.progress.log(f"warning: the cache database was corrupt; moved it aside to {self.store.moved_aside} "
+                              "and started a new one")
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
         self._stats = {k: 0 for k in STAT_KEYS}
@@ -176,7 +184,7 @@ class Runner:
             self._count(hits=1)
             return EvalResult.from_dict(_copy(result.to_dict())), True
         try:
-            result = self._run(spec, key)
+            result, cached = self._claimed_run(spec, key)
             fut.set_result(result)
         except BaseException as exc:
             fut.set_exception(exc)
@@ -184,7 +192,29 @@ class Runner:
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
-        return EvalResult.from_dict(_copy(result.to_dict())), False
+        return EvalResult.from_dict(_copy(result.to_dict())), cached
+
+    def _claimed_run(self, spec: EvalSpec, key: str) -> tuple[EvalResult, bool]:
+        """Run ``spec`` under the store's claim on ``key`` (with the cache on), so a run sharing this store
+        computes it once: while another live process holds the claim, wait and take its stored result."""
+        if not self.use_cache:
+            return self._run(spec, key), False
+        ttl = (self.timeout or 86400) + 600  # a claim outlives the longest evaluation it can stand for
+        waiting_since = None
+        while (holder := self.store.claim(key, ttl)) is not None:
+            if waiting_since is None:
+                waiting_since = time.time()
+                self.progress.log(f"wait   {spec_label(spec)}: being evaluated by pid {holder['pid']} on "
+                                  f"{holder['host']} (same store)")
+            time.sleep(CLAIM_POLL_S)
+        try:
+            done = self.store.get(key, include_unresolved=waiting_since is not None, since=waiting_since)
+            if done is not None:  # the other run's result (or one stored between our lookup and the claim)
+                self._count(hits=1)
+                return done, True
+            return self._run(spec, key), False
+        finally:
+            self.store.release(key)
 
     def _run(self, spec: EvalSpec, key: str) -> EvalResult:
         from harness.evaluation.key import code_hash

@@ -138,6 +138,14 @@ def _scontrol_state(job_id: str) -> str | None:
     return m.group(1) + (f" (reason {m.group(2)})" if m.group(2) and m.group(2) != "None" else "")
 
 
+def pythonpath_export(root) -> str:
+    """The sbatch script line that puts the harness first on PYTHONPATH; the path is shell-quoted (a space,
+    a quote or ``$(...)`` in it stays part of the path)."""
+    import shlex
+
+    return f"export PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}}"
+
+
 class SlurmExecutor(Executor):
     """One Slurm job per evaluation via submitit, same worker entry point as LocalExecutor."""
 
@@ -179,7 +187,7 @@ class SlurmExecutor(Executor):
                 params["slurm_partition"] = self.partition
             if self.account:
                 params["slurm_account"] = self.account
-            params["slurm_setup"] = [f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"] + self.setup
+            params["slurm_setup"] = [pythonpath_export(REPO_ROOT)] + self.setup
         ex.update_parameters(**params)
         return ex
 

@@ -8,6 +8,16 @@ from typing import Any
 from harness.errors import HarnessError
 
 
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding range (np.random.seed), which the evaluators seed with
+
+
+def check_seed(seed) -> None:
+    """The evaluator's random seed: an integer numpy accepts (else a HarnessError, not numpy's ValueError)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise HarnessError(f"--seed must be an integer from 0 to {SEED_MAX} (numpy's seed range), got {seed!r}; "
+                           f"pass e.g. --seed 0")
+
+
 @dataclass
 class PromptOptions:
     """Prompt options, as TensorRT-LLM's evaluators take them (tensorrt_llm/evaluate/interface.py)."""

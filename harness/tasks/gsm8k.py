@@ -185,9 +185,11 @@ class GSM8KTask(Task):
         return self._task
 
     def samples(self, dataset: str | None, n: int | None, seed: int, options: PromptOptions) -> list[Sample]:
+        from harness.tasks.base import check_seed
         from harness.tasks.mmlu import check_samples
 
         check_samples(n)
+        check_seed(seed)
         if options.fewshot_as_multiturn and not options.apply_chat_template:
             raise HarnessError("--fewshot-as-multiturn needs --apply-chat-template (as trtllm-eval gsm8k "
                                "asserts); add --apply-chat-template --model <model dir>")

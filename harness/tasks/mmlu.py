@@ -31,7 +31,7 @@ import random
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.tasks.base import PromptOptions, Sample, Score, Task
+from harness.tasks.base import PromptOptions, Sample, Score, Task, check_seed
 from harness.tasks.mmlu_format import CHOICES, format_example, gen_prompt
 
 # tensorrt_llm/evaluate/mmlu.py MMLU.SUBJECT_TO_SUBCATEGORIES (dict order is the evaluator's order)
@@ -154,9 +154,26 @@ def subjects_in(root: Path) -> list[str]:
     return found
 
 
+def read_text(path: Path) -> str:
+    """The file as UTF-8 (pandas' default, so the evaluator fails on the same files); else a HarnessError
+    naming file:line and the byte."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"cannot read {path}: {exc.strerror or exc}; pass --dataset with a readable data set") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise HarnessError(f"{path}:{line} is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                           f"re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
 def check_csv(path: Path) -> None:
     """Every row has exactly 6 fields and an answer in A-D; else a HarnessError naming file:line."""
-    with open(path, newline="", encoding="utf-8") as f:
+    import io
+
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.reader(f)
         start = 1
         n = 0
@@ -215,6 +232,7 @@ class MMLUTask(Task):
         import numpy as np
 
         check_samples(n)
+        check_seed(seed)
         k = DEFAULT_NUM_FEWSHOT if options.num_fewshot is None else int(options.num_fewshot)
         if k < 0:
             raise HarnessError(f"--num-fewshot must be >= 0, got {k}; pass --num-fewshot 5 (the default) or 0")

@@ -126,6 +126,14 @@ class EmulatorBackend(Backend):
     def default_yaml(self) -> str | None:
         return str(EMULATOR_DEFAULT_YAML)
 
+    def check_config(self, config: dict, default_yaml: str | None = None) -> list[str]:
+        """The values of the config (faults, enabled, world_size, ...), as ``build_plan`` will check them in the
+        worker: a bad one fails --dry-run and diagnose up front (harness/backends/emulator/pipeline.py)."""
+        from harness.backends.emulator.pipeline import check_config
+
+        check_config(config, default_yaml or EMULATOR_DEFAULT_YAML)
+        return []
+
     def core_alternatives(self, resolved: dict) -> list[dict]:
         """One attention backend per kernel the current one does not use (harness/backends/emulator/attention.py),
         then one compiled backend: the emulator's compiled backends share one lowering

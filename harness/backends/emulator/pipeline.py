@@ -14,8 +14,8 @@ that raises aborts the pipeline with ``TransformError`` naming it (the evaluatio
 """
 from __future__ import annotations
 
+import operator
 import os
-
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,10 +124,11 @@ def build_catalogue(user: dict | None = None, plugin_paths=(), default_yaml: str
     return catalogue, plugins
 
 
-def build_plan(user: dict | None, plugin_paths=(), default_yaml: str | Path = EMULATOR_DEFAULT_YAML) -> Plan:
-    user = dict(user or {})
+def _check_shape(user) -> dict:
+    """The config's structure: a mapping whose ``transforms`` is a mapping of mappings; a normalised copy."""
     if not isinstance(user, dict):
         raise HarnessError(f"the emulator config must be a mapping, got {type(user).__name__}.")
+    user = dict(user)
     transforms = user.get("transforms") or {}
     if not isinstance(transforms, dict):
         raise HarnessError(f"config key 'transforms' must be a mapping {{name: {{stage, enabled, ...}}}}, "
@@ -137,7 +138,42 @@ def build_plan(user: dict | None, plugin_paths=(), default_yaml: str | Path = EM
             raise HarnessError(f"transforms.{name} must be a mapping (e.g. {{enabled: false}}), got {conf!r}.")
     user["transforms"] = {n: dict(c or {}) for n, c in transforms.items()}
     _check_top_level(user)
+    return user
 
+
+def _check_step(name: str, conf: dict, plugin: str | None) -> None:
+    """One transform entry's values: stage, enabled, fault (built-ins), fault_backend, fault_strength."""
+    stage = conf.get("stage")
+    if stage is None:
+        if plugin is None and "stage" in conf:
+            raise HarnessError(f"transform {name!r} has no stage. Add stage: one of {', '.join(STAGES)}.")
+    elif stage not in STAGES:
+        raise one_of(f"stage of transform {name!r}:", stage, STAGES, f"Fix transforms.{name}.stage.")
+    if not isinstance(conf.get("enabled", True), bool):
+        raise HarnessError(f"transforms.{name}.enabled must be true or false, got {conf.get('enabled')!r}.")
+    if plugin is None and conf.get("fault") is not None:
+        check_fault(name, conf["fault"])
+    if conf.get("fault_backend") is not None and conf["fault_backend"] not in ATTN_BACKENDS:
+        raise one_of(f"transforms.{name}.fault_backend", conf["fault_backend"], list(ATTN_BACKENDS),
+                     "Name the attention backend whose kernel holds the bug.")
+    fs = conf.get("fault_strength")
+    if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float))):
+        raise HarnessError(f"transforms.{name}.fault_strength must be a number, got {fs!r}.")
+
+
+def check_config(user: dict | None, default_yaml: str | Path = EMULATOR_DEFAULT_YAML) -> None:
+    """Everything ``build_plan`` checks that needs neither torch nor the plugin files: the structure,
+    world_size / compile_backend / attn_backend / engine_noise, and each entry's values (a fault must
+    exist and fit its host transform; enabled is a bool). ``--dry-run`` and ``diagnose`` call it so a
+    bad value fails before any evaluation."""
+    user = _check_shape(user or {})
+    builtin = set(Catalogue.from_yaml(default_yaml).names())
+    for name, conf in user["transforms"].items():
+        _check_step(name, conf, None if name in builtin else "(plugin)")
+
+
+def build_plan(user: dict | None, plugin_paths=(), default_yaml: str | Path = EMULATOR_DEFAULT_YAML) -> Plan:
+    user = _check_shape(user or {})
     catalogue, plugins = build_catalogue(user, plugin_paths, default_yaml)
     validate_transform_names(user, catalogue)
     resolved = resolve(catalogue, user)
@@ -150,24 +186,11 @@ def build_plan(user: dict | None, plugin_paths=(), default_yaml: str | Path = EM
     steps = []
     for name, conf in resolved["transforms"].items():
         conf = dict(conf or {})
-        stage = conf.get("stage")
         plugin = plugins.sources.get(name)
-        if stage is None:
-            if plugin is None:
-                raise HarnessError(f"transform {name!r} has no stage. Add stage: one of {', '.join(STAGES)}.")
-        elif stage not in STAGES:
-            raise one_of(f"stage of transform {name!r}:", stage, STAGES, f"Fix transforms.{name}.stage.")
-        if not isinstance(conf.get("enabled", True), bool):
-            raise HarnessError(f"transforms.{name}.enabled must be true or false, got {conf.get('enabled')!r}.")
-        if plugin is None and conf.get("fault") is not None:
-            check_fault(name, conf["fault"])
-        if conf.get("fault_backend") is not None and conf["fault_backend"] not in ATTN_BACKENDS:
-            raise one_of(f"transforms.{name}.fault_backend", conf["fault_backend"], list(ATTN_BACKENDS),
-                         "Name the attention backend whose kernel holds the bug.")
-        fs = conf.get("fault_strength")
-        if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float))):
-            raise HarnessError(f"transforms.{name}.fault_strength must be a number, got {fs!r}.")
-        steps.append(Step(name, stage, conf, plugin))
+        if conf.get("stage") is None and plugin is None:
+            raise HarnessError(f"transform {name!r} has no stage. Add stage: one of {', '.join(STAGES)}.")
+        _check_step(name, conf, plugin)
+        steps.append(Step(name, conf.get("stage"), conf, plugin))
     order = {n: i for i, n in enumerate(catalogue.names())}
     steps.sort(key=lambda s: (STAGES.index(s.stage) if s.stage in STAGES else len(STAGES),
                               order.get(s.name, len(order))))
@@ -196,18 +219,26 @@ def run_plan(plan: Plan, model, context: dict) -> list[dict]:
 
 
 def _apply_step(step: Step, fn, model, ctx: dict, rec: dict) -> None:
-    """Run one transform and fill its record (AD's skip_on_error: a failure becomes ``failed``)."""
+    """Run one transform and fill its record (AD's skip_on_error: a failure becomes ``failed``). A plugin
+    that exits the process or returns something other than a match count is bad input naming the plugin."""
     t0 = time.perf_counter()
+    where = f"transform {step.name!r} (stage {step.stage}" + (f", plugin {step.plugin}" if step.plugin else "") + ")"
     try:
         n = fn(model, dict(step.conf), ctx)
+    except SystemExit as exc:
+        raise HarnessError(f"{where} called sys.exit({exc.code!r}); a transform must return its number of matches, "
+                           "not exit the process. Remove the exit from the plugin.") from None
     except Exception as exc:  # noqa: BLE001 - reported with the transform's name
         if not step.conf.get("skip_on_error"):
-            raise TransformError(f"transform {step.name!r} (stage {step.stage}) failed while applying: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise TransformError(f"{where} failed while applying: {type(exc).__name__}: {exc}") from exc
         rec.update(error=f"{type(exc).__name__}: {exc}", time_s=round(time.perf_counter() - t0, 4), status="failed",
                    evidence=f"Transform {step.name} failed: {type(exc).__name__}: {exc} (skip_on_error)")
         return
-    n = 1 if n is None else int(n)
+    try:
+        n = 1 if n is None else operator.index(n)  # an int (numpy and 0-d torch integers too), not "3" or 2.5
+    except TypeError:
+        raise HarnessError(f"{where} returned {n!r} ({type(n).__name__}); a transform returns its number of matches "
+                           "(an int, or None for 1). Fix the plugin's return value.") from None
     rec.update(skipped=(n == 0), num_matches=n, time_s=round(time.perf_counter() - t0, 4),
                status="applied" if n else "skipped",
                evidence=f"{n} match{'es' if n != 1 else ''}" if n else "0 matches: nothing of this kind in the model")

@@ -65,6 +65,9 @@ def load_plugin_file(path: str | Path):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # sys.exit() in a plugin must not end the command (silently, with exit 0)
+        raise HarnessError(f"plugin file {str(path)!r} called sys.exit({exc.code!r}) while being imported; a plugin "
+                           f"must not exit the process. Remove the exit from the plugin file.") from None
     except Exception as exc:  # noqa: BLE001 - a broken plugin is a bad input
         raise HarnessError(f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}. "
                            f"Fix the plugin file.") from None

@@ -40,6 +40,9 @@ def check_model_dir(model: str) -> Path:
         raise HarnessError(
             f"model directory {str(model)!r} has no config.json; pass --model with a local Hugging Face "
             f"model directory (config.json, weights, tokenizer)")
+    from harness.backends.model_files import check_model_files
+
+    check_model_files(path)  # a corrupt config.json or truncated weights: bad input, not an engine crash
     return path
 
 

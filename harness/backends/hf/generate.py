@@ -13,6 +13,12 @@ Engine behaviour reproduced (NVIDIA/TensorRT-LLM sources):
   ``tensorrt_llm/_torch/auto_deploy/llm.py@b35ac1b6`` ``ADInputProcessor``.  ``add_special_tokens`` is
   SamplingParams' default (True), so BOS is added when the tokenizer adds one and counts towards
   ``max_length``; the tokenizer's ``truncation_side`` (normally "right") decides which end is cut.
+  (``tensorrt_llm/sampling_params.py``@000a01de documents "the last k tokens", left truncation; the
+  input processor's call cuts the tokenizer's side, and that is what the engine does.) The harness
+  caps ``truncate_prompt_tokens`` at the model's positions minus ``max_tokens`` for every backend
+  alike (``harness/evaluation/spec.py`` ``prompt_token_limit``), so a prompt longer than the model
+  holds is truncated the same way here, in the emulator and in TensorRT-LLM, and each completion
+  says whether its prompt was (``extra["prompt_truncated"]``).
 * Greedy decoding (all sampling knobs None in SamplingParams = greedy).
 * ``ignore_eos=True`` is the AD tests' ``end_id=-1``: exactly ``max_tokens`` tokens.
   ``ignore_eos=False``: stop at the tokenizer's EOS (or generation_config's eos ids);
@@ -68,10 +74,23 @@ def token_key(tokenizer, token_id: int) -> str:
 
 def encode_prompts(tokenizer, prompts: list[str], truncate_prompt_tokens: int | None) -> list[list[int]]:
     """Prompt token ids exactly as TRT-LLM's input processor makes them (see module doc)."""
-    kwargs = {}
-    if truncate_prompt_tokens is not None:
-        kwargs = dict(truncation=True, max_length=int(truncate_prompt_tokens))
-    return [list(tokenizer.encode(p, add_special_tokens=True, **kwargs)) for p in prompts]
+    return encode_with_truncation(tokenizer, prompts, truncate_prompt_tokens)[0]
+
+
+def encode_with_truncation(tokenizer, prompts: list[str], limit: int | None) -> tuple[list[list[int]], set[int]]:
+    """(prompt token ids as TRT-LLM's input processor makes them, indices of the prompts it truncated).
+
+    A prompt is encoded whole; one longer than ``limit`` is encoded again with ``truncation=True,
+    max_length=limit``, the call ``DefaultInputProcessor`` makes (tensorrt_llm/inputs/registry.py@3a5845e2),
+    so the same ids come out and the tokenizer's ``truncation_side`` cuts the same end as in the engine."""
+    ids, cut = [], set()
+    for i, p in enumerate(prompts):
+        whole = list(tokenizer.encode(p, add_special_tokens=True))
+        if limit is not None and len(whole) > int(limit):
+            whole = list(tokenizer.encode(p, add_special_tokens=True, truncation=True, max_length=int(limit)))
+            cut.add(i)
+        ids.append(whole)
+    return ids, cut
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -148,7 +167,7 @@ def generate(model, tokenizer, prompts: list[str], sampling: SamplingSpec, devic
 
     if not prompts:
         return []
-    prompt_ids = encode_prompts(tokenizer, prompts, sampling.truncate_prompt_tokens)
+    prompt_ids, truncated = encode_with_truncation(tokenizer, prompts, sampling.truncate_prompt_tokens)
     pad_id = _pad_id(tokenizer)
     for ids in prompt_ids:  # an empty prompt still needs one position to predict from
         if not ids:
@@ -162,6 +181,7 @@ def generate(model, tokenizer, prompts: list[str], sampling: SamplingSpec, devic
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             for i, comp in zip(idx, _generate_batch(model, tokenizer, [prompt_ids[i] for i in idx], device, dec)):
+                comp.extra["prompt_truncated"] = i in truncated
                 results[i] = comp
     return results  # type: ignore[return-value]
 

@@ -1,9 +1,11 @@
 """Bisect run directory writers: report.md, report.html, summary.json, samples.jsonl, repro/.
 
 ``write_report(run_dir, inputs, plan, state, run)`` writes everything from the orchestrator's
-``BisectState`` (summary.json last, atomically) and returns the summary dict. Schema of
+``BisectState`` (every file atomically, summary.json last) and returns the summary dict. Schema of
 summary.json: harness/bisect/report/SCHEMA.md. report.md and report.html are rendered from the
-summary dict alone.
+summary dict alone. A write that fails (a full disk) leaves no temp file and is one HarnessError
+naming the file; the caller builds the run directory in a staging directory and publishes it only
+when every file is written (harness/evaluation/rundir.py), so no report lists a file never written.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def write_report(run_dir: Path, inputs, plan, state: BisectState, run: dict) -> 
     from harness.bisect.report.html import render_html
     from harness.bisect.report.markdown import render_markdown
     from harness.bisect.report.summary import build_summary, write_json
+    from harness.jsonio import write_text_atomic
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,8 +48,8 @@ def write_report(run_dir: Path, inputs, plan, state: BisectState, run: dict) -> 
     summary = build_summary(inputs, plan, state, files, run)
     summary["plan"]["rendered"] = plan.render()
     md = render_markdown(summary)
-    (run_dir / "report.md").write_text(md, encoding="utf-8")
-    (run_dir / "report.html").write_text(render_html(summary, md, run_dir), encoding="utf-8")
+    write_text_atomic(run_dir / "report.md", md)
+    write_text_atomic(run_dir / "report.html", render_html(summary, md, run_dir))
     write_json(run_dir / "summary.json", summary)
     return summary
 

@@ -8,10 +8,17 @@ from pathlib import Path
 
 from harness.backends import capabilities
 from harness.config import dump_yaml
+from harness.jsonio import write_text_atomic
+
+
+def _comment_safe(text: str) -> str:
+    """One line whatever the text holds: a newline (or any control character) in a file name must not end
+    the YAML comment and become a line of the config."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
 def _header(lines: list[str]) -> str:
-    return "".join(f"# {x}\n" for x in lines)
+    return "".join(f"# {_comment_safe(x)}\n" for x in lines)
 
 
 def repro_configs(outcome: str, plan, user: dict, culprit_groups: list[list[str]], recovered: dict | None = None) -> dict:
@@ -97,10 +104,10 @@ def write_repro(run_dir: Path, outcome: str, plan, inputs, culprit_groups: list[
                         f"An overlay on {inputs.default_yaml} (AD yaml_extra / --extra_llm_api_options); "
                         f"derived from {src}."])
         text += dump_yaml(cfg) if cfg else "{}\n"
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
         files[f"{key}_yaml"] = f"repro/{fname}"
     cmd = d / "command.sh"
-    cmd.write_text(command_lines(inputs, "minimal_failing.yaml"), encoding="utf-8")
+    write_text_atomic(cmd, command_lines(inputs, "minimal_failing.yaml"))
     cmd.chmod(0o755)
     files["repro_command"] = "repro/command.sh"
     return files

@@ -48,7 +48,8 @@ def environment(results: dict, warnings: list[str]) -> dict:
         info = dict(res.info or {})
         keep = {k: info.get(k) for k in ("backend", "engine", "engine_version", "emulator_version", "device",
                                          "device_name", "dtype", "torch", "transformers", "tensorrt_llm", "threads",
-                                         "default_yaml", "compile_backend", "world_size", "attn_backend", "plugins")
+                                         "default_yaml", "compile_backend", "world_size", "attn_backend", "plugins",
+                                         "truncate_prompt_tokens", "truncated_prompts")
                 if info.get(k) is not None}
         versions = info.get("versions")
         if isinstance(versions, dict):
@@ -83,7 +84,7 @@ def build_summary(inputs, plan, state: BisectState, files: dict, run: dict) -> d
         "evaluations": {"steps": len(trail),
                         "search": len([t for t in trail if t["phase"] == "search"])},
         "next_steps": state.next_steps or [],
-        "warnings": state.warnings or [],
+        "warnings": (state.warnings or []) + _truncation_warnings(state.results),
         "environment": environment(state.results, state.warnings or []),
         "knob_effects": _knob_effects(inputs, plan, state.results.get("candidate")),
         "config_accounting": _config_accounting(inputs, state.results.get("candidate")),
@@ -91,6 +92,15 @@ def build_summary(inputs, plan, state: BisectState, files: dict, run: dict) -> d
         "run": run,
     }
     return _json_safe(summary)
+
+
+def _truncation_warnings(results: dict) -> list[str]:
+    """Prompts the decisive runs truncated to truncate_prompt_tokens (harness/evaluation/run.py), one line each."""
+    from harness.evaluation.run import truncation_note
+
+    notes = [truncation_note(res.info or {}, len(res.records), f"the {role} run")
+             for role, res in results.items() if res is not None and res.status == "ok"]
+    return [n for n in notes if n]
 
 
 def _knob_effects(inputs, plan, cand) -> dict:
@@ -116,11 +126,12 @@ def _config_accounting(inputs, cand) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    """summary.json, atomically; a failed write (a full disk) leaves no temp file (harness/jsonio.py)."""
+    from harness.jsonio import atomic_write
+
+    with atomic_write(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def stable_part(summary: dict) -> dict:
