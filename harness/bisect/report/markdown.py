@@ -53,16 +53,26 @@ def _trail_table(trail: list[dict], ref_score) -> list[str]:
 # one function per report section, each returning its lines (empty when the section is absent)
 
 
+def culprit_text(culprit: dict) -> str:
+    """One culprit group in words: the knobs, what they switch on with them, and how they fail
+    (a single knob, or a group that regresses only together). A knob that requires another (e.g.
+    fuse_allreduce_* and world_size) is named with its requirement, never beside it as a co-culprit."""
+    names = " + ".join(culprit.get("knobs") or culprit["describe"])
+    extra = []
+    if culprit.get("with"):
+        extra.append(f"switched on with {', '.join(culprit['with'])}, which it requires and which alone does not "
+                     "regress")
+    if culprit.get("switches"):
+        extra.append(f"switches {', '.join(culprit['switches'])} with it")
+    if culprit["kind"] == "interaction":
+        extra.append("regress only together")
+    return names + (f" ({'; '.join(extra)})" if extra else "")
+
+
 def _culprit_line(culprit: dict) -> str:
     confirmation = {True: "confirmed both ways", False: "NOT confirmed",
                     None: "not confirmed"}[culprit.get("confirmed")]
-    extra = ""
-    if culprit.get("with"):
-        extra += f" (with {', '.join(culprit['with'])})"
-    if culprit.get("switches"):
-        extra += f" (switches {', '.join(culprit['switches'])})"
-    kind = "regress only together" if culprit["kind"] == "interaction" else "alone"
-    return f"- culprit ({kind}): **{', '.join(culprit['describe'])}**{extra} - {confirmation}"
+    return f"- culprit: **{culprit_text(culprit)}** - {confirmation}; " + "; ".join(culprit["describe"])
 
 
 def _verdict_section(s: dict) -> list[str]:
