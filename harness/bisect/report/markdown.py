@@ -132,10 +132,10 @@ def _phase0_section(s: dict) -> list[str]:
 def _phase2_lines(phase2: dict) -> list[str]:
     if phase2.get("label"):
         detail = phase2.get("detail") or {}
-        lines = ["", f"Phase-2 pattern: **{phase2['label']}** - {detail.get('title', '')}"]
+        lines = ["", f"Phase-2 pattern: **{phase2['label']}** - {detail.get('title', '')}", ""]
         if detail.get("root_cause"):
-            lines.append(f"Likely root cause: {detail['root_cause']}")
-        lines.append(f"Next step (method phase {detail.get('phase', '-')}): {phase2.get('next_step')}")
+            lines.append(f"- likely root cause: {detail['root_cause']}")
+        lines.append(f"- next step (method phase {detail.get('phase', '-')}): {phase2.get('next_step')}")
         return lines
     if phase2.get("note"):
         return ["", f"Phase-2 pattern: - ({phase2['note']})"]
