@@ -16,20 +16,22 @@ from harness.commands.prompts import add_prompt_arguments, add_task_arguments
 
 
 def add_arguments(parser) -> None:
+    from harness.commands.options import add_config_argument, add_quiet_argument
     from harness.paths import DEMO_MODEL
 
     parser.add_argument("--backend", default="hf", help="Backend: hf, ad-emulator, trtllm-ad, trtllm-pt (default hf).")
     parser.add_argument("--model", default=str(DEMO_MODEL),
                         help="Model directory (default: the shipped demo model harness/assets/demo_model).")
-    parser.add_argument("--config", default=None,
-                        help="AD-style YAML config (an overlay on the backend's default.yaml) for AD backends.")
+    add_config_argument(parser, "AD-style YAML config (an overlay on the backend's default.yaml) for AD backends; "
+                        "TensorRT-LLM's --extra_llm_api_options.")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                         help="Plugin module or file to load before the model (repeatable).")
     add_task_arguments(parser, default_samples=100)
     add_prompt_arguments(parser)
-    parser.add_argument("--out", default="reports", help="Where run directories are written (default reports/).")
+    parser.add_argument("--out", "--output_path", dest="out", default="reports", metavar="DIR",
+                        help="Where run directories are written (default reports/).")
     parser.add_argument("--label", default=None, help="Run directory label (default diagnose-<backend>-<task>).")
-    parser.add_argument("--quiet", action="store_true", help="Only the accuracy line and the run directory.")
+    add_quiet_argument(parser)
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -67,7 +69,6 @@ def accuracy_line(records: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from harness.evaluation.run import run_evaluation
     from harness.evaluation.spec import build_samples
 
     spec = _spec(args)
@@ -75,7 +76,10 @@ def run(args) -> int:
     _, samples = build_samples(spec)
     if not args.quiet and samples:
         print_first_prompt(samples[0])
-    result = run_evaluation(spec)
+    note = demo_task_note(spec)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    result = evaluate_with_progress(spec, quiet=args.quiet)
     run_dir = _write_run_dir(args.out, spec, result)
     if result.status != "ok":
         print_unresolved(result, quiet=args.quiet)
@@ -87,8 +91,52 @@ def run(args) -> int:
     print(accuracy_line(result.records))
     if not args.quiet:
         print_metrics(spec.task, result)
+    if note:
+        print(f"note: {note}")
     print(f"run directory: {run_dir}")
     return 0
+
+
+def evaluate_with_progress(spec, quiet: bool):
+    """``run_evaluation`` in this process with a progress bar over its samples (harness/backends/progress.py)."""
+    import time
+
+    from harness.backends.progress import set_sink
+    from harness.evaluation.run import run_evaluation
+    from harness.execution.progress import Progress
+
+    progress = Progress(quiet=quiet)
+    token = progress.start(spec.label)
+    set_sink(lambda done, total: progress.samples(token, done, total))
+    t0 = time.monotonic()
+    try:
+        result = run_evaluation(spec)
+        progress.finish(token, spec.label, result, False, time.monotonic() - t0)
+    except BaseException as exc:
+        progress.abort(token, spec.label, exc)
+        raise
+    finally:
+        set_sink(None)
+        progress.close()
+    return result
+
+
+def demo_task_note(spec) -> str | None:
+    """What the shipped demo model cannot show: it was trained on the demo MMLU subjects and answers with a
+    letter, so GSM8K's chain-of-thought arithmetic scores about 0% on it (harness/assets/README.md)."""
+    from pathlib import Path
+
+    from harness.paths import DEMO_MODEL
+
+    try:
+        demo = Path(spec.model).expanduser().resolve() in (DEMO_MODEL.resolve(), (DEMO_MODEL.parent / "demo_model_fp8").resolve())
+    except OSError:
+        return None
+    if demo and spec.task == "gsm8k":
+        return ("the demo model is trained on the demo MMLU subjects only and answers with a letter: on GSM8K it "
+                "scores about 0%, which says nothing about the backend. Use it to check the GSM8K prompts, stop "
+                "strings and scoring (the exact lm-eval pipeline); judge accuracy with a real model.")
+    return None
 
 
 def _spec(args):

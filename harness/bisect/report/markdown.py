@@ -389,7 +389,13 @@ def _environment_section(s: dict) -> list[str]:
 
 
 def _files_section(s: dict) -> list[str]:
-    return ["## Files", ""] + [f"- `{path}` ({role})" for role, path in s["files"].items()] + [""]
+    lines = ["## Files", ""] + [f"- `{path}` ({role})" for role, path in s["files"].items()]
+    dumps = (s.get("run") or {}).get("dump_graphs_dir")
+    if dumps:  # the runner gives every evaluation AD_DUMP_GRAPHS_DIR=<dir>/<first 16 of its cache key>
+        lines += [f"- `{dumps}` (graph dumps, one directory per evaluation):"]
+        lines += [f"  - step {t['index']}: `{dumps.rstrip('/')}/{t['cache_key'][:16]}`" for t in s["trail"]
+                  if t.get("cache_key") and t.get("diff_base") != "reference"]
+    return lines + [""]
 
 
 SECTIONS = (_verdict_section, _next_steps_section, _phase0_section, _phases_1_2_section, _did_it_apply_section,
