@@ -63,5 +63,5 @@ def test_command_errors_abort_git_bisect_with_128(toy, capsys, tmp_path):
     assert "Not registered specs" in capsys.readouterr().err
     assert toy("--backend", "toy", "--references", str(tmp_path / "refs")) in (0, 1)
     with pytest.raises(SystemExit) as exc:  # argparse usage error
-        main(["check", "--threshold", "1"])
+        main(["check", "--threshold", "1", "--samples", "many"])
     assert exc.value.code == 128
