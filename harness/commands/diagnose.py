@@ -50,7 +50,7 @@ def _clip(text: str, width: int) -> str:
 
 
 def sample_table(records: list[dict], output_width: int = 40) -> str:
-    cols = ["id", "subject", "reference", "output", "correct"]
+    cols = ["id", "subject", "gold", "output", "correct"]  # gold: the data set's answer
     rows = [[r["id"], r["subject"], str(r["reference"]), _clip(r.get("output") or "", output_width),
              "yes" if r["correct"] else "no"] for r in records]
     widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(cols)]
