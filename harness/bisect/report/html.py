@@ -172,9 +172,11 @@ class FileLinker:
 
     ABSOLUTE = r"/(?:[\w.+\-]+/)*[\w.+\-]+/?"
 
-    def __init__(self, run_dir: Path | None):
+    def __init__(self, run_dir: Path | None, promised=()):
+        """``promised``: run-directory files written after the page (summary.json, report.html itself)."""
         self.run_dir = Path(run_dir).resolve() if run_dir else None
-        known = sorted(self._walk() if self.run_dir else [], key=len, reverse=True)
+        self.promised = {str(p).rstrip("/") for p in promised}
+        known = sorted(set(self._walk() if self.run_dir else []) | self.promised, key=len, reverse=True)
         alternatives = [re.escape(k) for k in known] + [self.ABSOLUTE]
         self.pattern = re.compile(rf"(?<![\w.\-/])({'|'.join(alternatives)})(?![\w\-/])")
 
@@ -195,6 +197,8 @@ class FileLinker:
         if self.run_dir is None:
             return None
         target = Path(path) if path.startswith("/") else self.run_dir / path
+        if path.rstrip("/") in self.promised:
+            return path
         try:
             if not target.exists():
                 return None
@@ -279,7 +283,7 @@ def render_html(s: dict, markdown_text: str, run_dir=None) -> str:
     from harness.bisect.report.markdown import OUTCOME_TITLE, culprit_text
 
     inp, phases = s["inputs"], s["phases"]
-    linker = FileLinker(run_dir)
+    linker = FileLinker(run_dir, promised=(s.get("files") or {}).values())
     body = render_markdown_html(_body_markdown(s, markdown_text), linker)
     toc = [{"id": _slug(m), "title": re.sub(r"<[^>]+>", "", m)} for m in re.findall(r"<h2[^>]*>(.*?)</h2>", body)]
     rows = (phases.get("5") or {}).get("per_subject") or []
