@@ -18,7 +18,7 @@ import pytest
 from harness.paths import CONFIGS, DEMO_MMLU, DEMO_MODEL
 
 DEMOS = sorted((CONFIGS / "demo").glob("*.yaml"))
-SAMPLES = 24
+SAMPLES = 12
 TOLERANCE_NATS = 1e-3
 
 pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file(), reason="demo model not built")

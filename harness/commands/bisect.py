@@ -131,6 +131,8 @@ def demo_config_default(args) -> str | None:
 
 
 def run(args) -> int:
+    import sys
+
     from harness.bisect.inputs import resolve_inputs
     from harness.bisect.plan import build_plan
 
@@ -138,6 +140,11 @@ def run(args) -> int:
         warm_imports()
     args.config = demo_config_default(args)
     inp = resolve_inputs(args)
+    from harness.commands.diagnose import demo_task_note
+
+    note = demo_task_note(inp)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     from harness.backends import get_backend
     from harness.bisect.core_path import ladder_rungs
 
