@@ -240,7 +240,7 @@ class Progress:
         """Stop the live display (the bar left at done/done); idempotent. Call it before printing results."""
         with self._lock:
             if self._rich is not None:
-                self.planned = self.done
+                self.planned, self.current_phase = self.done, "done"
                 self._refresh()
                 self._rich.stop()
                 self._rich = None
