@@ -176,3 +176,14 @@ def test_bisect_command_uses_the_real_bisect_flags(tmp_path):
     for i, tok in enumerate(argv):  # every flag passed is one bisect accepts
         if tok.startswith("--"):
             assert tok in options, tok
+
+
+def test_the_bisect_inside_regress_is_not_silent(suite, tmp_path, stub_bisect, capsys):
+    """Without --quiet, the bisect's own lines reach the console (and bisect.log), prefixed."""
+    code = main(["regress", "--suite", str(suite), "--out", str(tmp_path / "out"), "--no-history",
+                 "--cache-dir", str(tmp_path / "cache"), "--only", "*planted*", "--bisect-on-fail"])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "  bisect | verdict: regressed" in out
+    (log,) = list((tmp_path / "out" / "bisect").glob("*/bisect.log"))
+    assert "verdict: regressed" in log.read_text()

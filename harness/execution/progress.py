@@ -213,6 +213,9 @@ class Progress:
         finally:
             stop.set()
             thread.join(timeout=2)
+            got = read_samples(path)  # the last report, even from an evaluation shorter than one poll
+            if got is not None:
+                self.samples(token, *got)
 
     def finish(self, token: int, label: str, result, cached: bool, seconds: float) -> None:
         with self._lock:
