@@ -142,10 +142,26 @@ def fresh_copy(tmp_path_factory):
 
 
 RUNNABLE = [c for c in COMMANDS if c.kind in ("run", "slow")]
+RUN_RECORD = REPO_ROOT / "reports" / "readme_commands.json"
+
+
+@pytest.fixture(scope="module")
+def run_record():
+    """With HARNESS_README_ALL=1: each command's exit status and seconds, written to RUN_RECORD."""
+    rows: list[dict] = []
+    yield rows
+    if RUN_ALL and rows:
+        import json
+        import platform
+
+        RUN_RECORD.write_text(json.dumps({
+            "date": time.strftime("%Y-%m-%d", time.gmtime()), "cpus": os.cpu_count(),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 1), "python": platform.python_version(),
+            "total_seconds": round(sum(r["seconds"] for r in rows), 1), "commands": rows}, indent=1) + "\n")
 
 
 @pytest.mark.parametrize("index", range(len(RUNNABLE)), ids=lambda i: RUNNABLE[i].text[17:70])
-def test_run_readme_command(index, fresh_copy, record_property):
+def test_run_readme_command(index, fresh_copy, record_property, run_record):
     """Each command as written, in README order, on the same fresh copy (later ones use what earlier
     ones wrote, as for a user following the README)."""
     cmd = RUNNABLE[index]
@@ -158,6 +174,8 @@ def test_run_readme_command(index, fresh_copy, record_property):
     r = subprocess.run(["bash", "-c", cmd.text], cwd=fresh_copy, env=env, capture_output=True, text=True,
                        timeout=1800, stdin=subprocess.DEVNULL)
     record_property("seconds", round(time.monotonic() - t0, 1))
+    run_record.append({"command": cmd.text, "exit": r.returncode, "expected": cmd.expected,
+                       "seconds": round(time.monotonic() - t0, 1)})
     assert r.returncode == cmd.expected, (f"`{cmd.text}` exited {r.returncode}, the README says {cmd.expected}\n"
                                           f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     if "--bisect-on-fail" in cmd.text:  # the culprit is named on the console
