@@ -93,3 +93,23 @@ def test_samples_stream_from_a_worker_process(tmp_path):
     assert progress.reports and progress.reports[-1] == (42, 42)  # ceil(40 / 6 subjects) per subject
     assert all(0 <= d <= t for d, t in progress.reports)
     assert "harness_env" not in res.info  # the progress file is not an input of the evaluation
+
+
+def test_diagnose_quiet_on_gsm8k_prints_the_result_and_what_the_demo_cannot_show(tmp_path):
+    """--quiet: the result only - no library progress bar ("Loading weights"), although lm-eval's GSM8K task
+    has imported huggingface_hub before the evaluation starts; the demo model's GSM8K limit is said once."""
+    import os
+    import subprocess
+    import sys
+
+    from harness.paths import REPO_ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+    r = subprocess.run([sys.executable, "-m", "harness", "diagnose", "--task", "gsm8k", "--dataset",
+                        str(REPO_ROOT / "tests/fixtures/gsm8k_small"), "--samples", "2", "--backend", "hf",
+                        "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Loading weights" not in r.stderr and "it/s" not in r.stderr, r.stderr[-2000:]
+    assert r.stdout.startswith("accuracy: ") and r.stdout.count("note: the demo model") == 1, r.stdout
+    assert "answers with a letter" in r.stdout and "judge accuracy with a real model" in r.stdout

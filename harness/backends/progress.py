@@ -74,10 +74,15 @@ def quiet_library_progress() -> None:
     itself. Works before and after transformers is imported."""
     import sys
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    logging = sys.modules.get("transformers.utils.logging")
-    if logging is not None and hasattr(logging, "disable_progress_bar"):
-        try:
-            logging.disable_progress_bar()
-        except Exception:  # noqa: BLE001
-            pass
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
+    # imported already (a task's data loading, e.g. lm-eval's GSM8K): the environment is read, switch it off
+    # directly; transformers' bars follow the hub's switch when transformers is imported after it
+    # (transformers/utils/logging.py@v5.24.0, ``_tqdm_active = not hf_hub_utils.are_progress_bars_disabled()``)
+    for module, switch in (("huggingface_hub.utils", "disable_progress_bars"),
+                           ("transformers.utils.logging", "disable_progress_bar")):
+        lib = sys.modules.get(module)
+        if lib is not None and hasattr(lib, switch):
+            try:
+                getattr(lib, switch)()
+            except Exception:  # noqa: BLE001
+                pass

@@ -77,7 +77,7 @@ def run(args) -> int:
     if not args.quiet and samples:
         print_first_prompt(samples[0])
     note = demo_task_note(spec)
-    if note:
+    if note and not args.quiet:  # before the run as well as with the result: the run can take minutes
         print(f"note: {note}", file=sys.stderr)
     result = evaluate_with_progress(spec, quiet=args.quiet)
     run_dir = _write_run_dir(args.out, spec, result)
