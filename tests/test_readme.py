@@ -150,6 +150,10 @@ def run_record():
     """With HARNESS_README_ALL=1: each command's exit status and seconds, written to RUN_RECORD."""
     rows: list[dict] = []
     yield rows
+
+
+def _write_run_record(rows: list[dict]) -> None:
+    """After each command, so that a run stopped part-way keeps what it measured."""
     if RUN_ALL and rows:
         import json
         import platform
@@ -176,6 +180,7 @@ def test_run_readme_command(index, fresh_copy, record_property, run_record):
     record_property("seconds", round(time.monotonic() - t0, 1))
     run_record.append({"command": cmd.text, "exit": r.returncode, "expected": cmd.expected,
                        "seconds": round(time.monotonic() - t0, 1)})
+    _write_run_record(run_record)
     assert r.returncode == cmd.expected, (f"`{cmd.text}` exited {r.returncode}, the README says {cmd.expected}\n"
                                           f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     if "--bisect-on-fail" in cmd.text:  # the culprit is named on the console
