@@ -10,9 +10,11 @@ must be 0, or the one the README gives after it (``# exit 1``). What is not run:
 * commands that need what this machine does not have - TensorRT-LLM with your model and data (the
   section "Real use: a GPU machine with TensorRT-LLM"), Slurm (root and slurm-wlm) - are parsed by the
   harness's own argument parser instead, so a flag that does not exist still fails here;
-* the slow ones (a real bisect, a nightly suite with its bisect; 30 s to 2 min each on 2 cores) and the
+* the slow ones (a real bisect, a nightly suite with its bisect; 80-480 s each on 2 shared cores) and the
   ones that read their output: parsed only, unless HARNESS_README_ALL=1, which runs every command
-  (tests/test_readme.py -k run, about 10 minutes; reports/readme_commands.json holds the last such run).
+  (tests/test_readme.py -k run_readme: 28 minutes on 2 cores shared with other jobs on 2026-11-29;
+  reports/readme_commands.json holds each command's exit status and seconds from the last such run). The
+  commands run by default take about 3 minutes at that load.
 """
 from __future__ import annotations
 
