@@ -122,6 +122,22 @@ def test_requires_drops_dependents():
     assert res.culprits == [["world_size"]] and res.explained is True
 
 
+@pytest.mark.parametrize("culprit", ["world_size", "fuse_ar"])
+@pytest.mark.parametrize("strategy", ["adaptive", "linear"])
+def test_a_knob_that_requires_a_culprit_is_not_a_co_culprit(strategy, culprit):
+    """fuse_ar's probe switches world_size on with it: when world_size alone fails, fuse_ar is not named
+    beside it (both strategies name world_size alone); when only fuse_ar is faulty, it is the culprit."""
+    ks = ["world_size", "k1", "fuse_ar", "k3"]
+    req = {"fuse_ar": ["world_size"]}
+
+    def oracle(on, purpose):
+        s = set(on) | ({"world_size"} if "fuse_ar" in on else set())
+        return FAIL if culprit in s else PASS
+
+    res = run_search(strategy, ks, oracle, requires=req)
+    assert res.culprits == [[culprit]] and res.explained is True
+
+
 def test_budget_stops_a_non_monotone_oracle():
     ks = knobs(16)
     flip = itertools.cycle([FAIL, PASS, PASS])

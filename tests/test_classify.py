@@ -43,7 +43,7 @@ def test_pattern_table_has_every_issue_label_with_next_step():
     cfg = load_patterns()
     for label in ("coherent_wrong", "meta_text", "empty_or_eos", "gibberish", "easy_right_hard_wrong", "nonfinite",
                   "world_size_dependence", "repetition_loop", "truncated", "accuracy_extreme", "parser_mismatch",
-                  "no_pattern"):
+                  "random_answers", "no_pattern"):
         assert label in cfg["order"] and cfg["patterns"][label]["next_step"]
 
 
@@ -245,7 +245,7 @@ def emulator_runs():
 @pytest.mark.parametrize("host,fault,extra,expected", [
     ("match_repeat_kv", "nan_on_prefill", {}, {"nonfinite"}),
     ("insert_cached_attention", "kv_cache_garbage", {}, {"empty_or_eos"}),
-    ("optimize_rope", "rope_applied_twice", {}, {"gibberish"}),
+    ("optimize_rope", "rope_applied_twice", {}, {"random_answers"}),
     ("fuse_silu_mul", "compiled_lowering_bug", {}, {"coherent_wrong"}),
     ("match_attention_layout", "wrong_softmax_scale", {}, {"coherent_wrong", "easy_right_hard_wrong"}),
     ("fuse_rmsnorm", "hardcoded_eps", {}, {"coherent_wrong", "easy_right_hard_wrong"}),
@@ -256,6 +256,9 @@ def test_emulator_fault_families(emulator_runs, host, fault, extra, expected):
     config = {"transforms": {host: {"fault": fault, **extra}}} if host else {}
     c = classify(ev("ad-emulator", config), reference_records=ref, task="mmlu")
     assert c.label in expected, c.summary_lines()
+    if fault == "rope_applied_twice":  # valid letters, chosen at random: not "gibberish" text
+        assert c.findings[0].title == "random answers (multiple choice)"
+        assert c.evidence["valid_answers"] == c.n and "gibberish" not in [f.label for f in c.findings]
     if fault == "nan_on_prefill":
         assert c.findings[0].evidence["at_first_position"] == c.n  # NaN already on the prefill
 

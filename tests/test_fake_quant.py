@@ -107,3 +107,21 @@ def test_cli_bad_inputs_one_line(tmp_path, default_yaml, capsys):
                "--model", str(tmp_path / "nope")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "nope" in err and len(err.splitlines()) == 1
+
+
+def test_cli_for_tensorrt_llm_drops_emulator_keys_warns_and_says_what_next(tmp_path, default_yaml, capsys):
+    base = tmp_path / "base.yaml"
+    base.write_text("engine_noise: {strength: 1}\ntransforms:\n  fuse_fp8_linear: {fault: missing_dequant_scale}\n"
+                    "  fuse_rmsnorm: {enabled: true, fault: hardcoded_eps, fault_strength: 0.1}\n")
+    out = tmp_path / "fq.yaml"
+    rc = main(["fake-quant", "--extra_llm_api_options", str(base), "-o", str(out), "--default-yaml", str(default_yaml),
+               "--backend", "trtllm-ad", "--model", str(_model(tmp_path, "dense"))])
+    assert rc == 0
+    text = out.read_text()
+    data = yaml.safe_load(text)
+    assert "engine_noise" not in data and data["transforms"]["fuse_rmsnorm"] == {"enabled": True}
+    assert data["transforms"]["fuse_fp8_linear"] == {"enabled": False}
+    assert "transforms.fuse_rmsnorm.fault_strength" in text  # the header says what was left out
+    captured = capsys.readouterr()
+    assert "is not quantized" in captured.err
+    assert f"next: python -m harness diagnose --backend trtllm-ad" in captured.out and str(out) in captured.out

@@ -61,8 +61,12 @@ def stub_bisect(monkeypatch):
 
     def fake(job, config_file, out, cache_dir, executor_argv, timeout=None, ref_score=None):
         seen.append(job.name)
-        code = (f"import pathlib; d = pathlib.Path({str(out)!r}) / 'bisect-x'; d.mkdir(parents=True); "
-                f"(d / 'report.md').write_text('culprit: fuse_b')")
+        # summary.json's fields as harness/bisect/report/summary.py writes them (SCHEMA.md)
+        summary = {"verdict": "regressed", "outcome": "culprit", "headline": "culprit: fuse_b - confirmed",
+                   "culprits": [{"knobs": ["fuse_b"], "kind": "single", "with": [], "confirmed": True}]}
+        code = (f"import json, pathlib; d = pathlib.Path({str(out)!r}) / 'bisect-x'; d.mkdir(parents=True); "
+                f"(d / 'report.md').write_text('culprit: fuse_b'); "
+                f"(d / 'summary.json').write_text(json.dumps({summary!r})); print('verdict: regressed')")
         return [sys.executable, "-c", code]
 
     monkeypatch.setattr(rr, "bisect_command", fake)
@@ -93,6 +97,14 @@ def test_planted_regression_fails_with_outputs(suite, tmp_path, stub_bisect, cap
     junit = (tmp_path / "out" / "junit.xml").read_text()
     assert str(report) in junit and 'failures="1"' in junit and 'errors="1"' in junit
     assert f"bisect report: {report}" in out
+    # the culprit's name: console, both summaries, the JUnit failure message
+    assert "bisect: culprit: fuse_b (confirmed)" in out
+    assert planted["bisect"]["culprit"] == "culprit: fuse_b (confirmed)"
+    assert "culprit: fuse_b (confirmed)" in md
+    import xml.etree.ElementTree as ET
+
+    failure = ET.parse(tmp_path / "out" / "junit.xml").find(".//failure")
+    assert "bisect: culprit: fuse_b (confirmed)" in failure.get("message")
     # `triage --reports` finds the crashed job once (summary.json and its result.json)
     from harness.analysis.triage import find_unresolved
 
@@ -164,3 +176,14 @@ def test_bisect_command_uses_the_real_bisect_flags(tmp_path):
     for i, tok in enumerate(argv):  # every flag passed is one bisect accepts
         if tok.startswith("--"):
             assert tok in options, tok
+
+
+def test_the_bisect_inside_regress_is_not_silent(suite, tmp_path, stub_bisect, capsys):
+    """Without --quiet, the bisect's own lines reach the console (and bisect.log), prefixed."""
+    code = main(["regress", "--suite", str(suite), "--out", str(tmp_path / "out"), "--no-history",
+                 "--cache-dir", str(tmp_path / "cache"), "--only", "*planted*", "--bisect-on-fail"])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "  bisect | verdict: regressed" in out
+    (log,) = list((tmp_path / "out" / "bisect").glob("*/bisect.log"))
+    assert "verdict: regressed" in log.read_text()

@@ -1,5 +1,6 @@
 """The bisect run directory a user acts on: report.md (verdict first, phases, trail with config diffs,
-next steps), report.html (self-contained, plot + trail chart), summary.json (documented schema),
+next steps), report.html (report.md rendered, every mentioned file linked, plots without overlaps, the
+search as a tree), summary.json (documented schema),
 samples.jsonl + decisive runs, repro/ (minimal failing YAML, confirming YAML, one command)."""
 import json
 import re
@@ -68,11 +69,97 @@ def test_report_md_verdict_first_then_phases_and_trail(summary, run_dir):
     assert "Reproduce: `sh repro/command.sh`" in md
 
 
-def test_report_html_self_contained(run_dir):
+def _parse_html(text: str) -> dict:
+    """Links, images, headings, tables and visible text of a page (stdlib HTML parser)."""
+    from html.parser import HTMLParser
+
+    class Parser(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found = {"href": [], "src": [], "h2": [], "tables": 0, "text": [], "tags": set()}
+            self._tag = None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.found["tags"].add(tag)
+            if tag == "a" and attrs.get("href"):
+                self.found["href"].append(attrs["href"])
+            if tag == "img":
+                self.found["src"].append(attrs.get("src") or "")
+            self.found["tables"] += tag == "table"
+            self._tag = tag
+
+        def handle_data(self, data):
+            if self._tag == "h2":
+                self.found["h2"].append(data.strip())
+            self.found["text"].append(data)
+
+    parser = Parser()
+    parser.feed(text)
+    parser.found["text"] = "".join(parser.found["text"])
+    return parser.found
+
+
+def test_report_html_rendered_and_self_contained(summary, run_dir):
     html = (run_dir / "report.html").read_text()
-    assert "<svg" in html and "data:image/png;base64," in html  # trail chart, per-subject plot
+    page = _parse_html(html)
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)  # nothing fetched from elsewhere
     assert "<script" not in html
+    # the plots are embedded PNGs; the report's Markdown is rendered, not shown raw
+    assert len([s for s in page["src"] if s.startswith("data:image/png;base64,")]) == 2
+    md = (run_dir / "report.md").read_text()
+    assert page["tables"] == md.count("\n|---")  # every Markdown table is an HTML table
+    assert "|---" not in page["text"] and "\n## " not in page["text"]
+    for heading in re.findall(r"^## (.+)$", md, flags=re.M):
+        assert heading in page["h2"], heading
+    assert "optimize_rope" in html and "Search (adaptive) as a tree" in page["h2"]
+
+
+def test_report_html_links_every_file_it_mentions(summary, run_dir):
+    """Every link resolves relative to the run directory; every file of summary.json's `files` and every
+    existing path the Markdown mentions in code is linked."""
+    page = _parse_html((run_dir / "report.html").read_text())
+    files = [h for h in page["href"] if not h.startswith("#")]
+    for href in files:
+        assert (run_dir / href).exists(), href
+    anchors = {h[1:] for h in page["href"] if h.startswith("#")}
+    html = (run_dir / "report.html").read_text()
+    for anchor in anchors:
+        assert f"id='{anchor}'" in html or f'id="{anchor}"' in html, anchor
+    linked = {(run_dir / h).resolve() for h in files}
+    for path in summary["files"].values():
+        assert (run_dir / path).resolve() in linked, path
+    md = (run_dir / "report.md").read_text()
+    for code in re.findall(r"`([^`]+)`", md):
+        for word in code.split():
+            word = word.rstrip(".,;:")
+            if re.fullmatch(r"[\w.\-]+(/[\w.\-]+)+/?|[\w\-]+\.(md|json|jsonl|yaml|csv|png|sh)", word) \
+                    and (run_dir / word).exists():
+                assert (run_dir / word).resolve() in linked, word
+    assert {"summary.json", "report.md", "repro/command.sh"} <= set(files)
+
+
+def test_report_plots_have_no_overlapping_text(summary):
+    """The legend sits outside the axes and their labels; the phase names over the trail do not collide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from harness.bisect.report.html import subject_figure, trail_figure
+
+    rows = summary["phases"]["5"]["per_subject"]
+    for fig in (trail_figure(summary["trail"], summary["scores"]["reference"]),
+                subject_figure(rows, ("hf", "ad-emulator"))):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legend = fig.legends[0].get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not legend.overlaps(ax.get_tightbbox(renderer)), "legend over an axis or its labels"
+        names = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+        assert not any(a.overlaps(b) for i, a in enumerate(names) for b in names[i + 1:])
+    order = [r["subject"] for r in rows]  # the plot lists subjects top-down in the table's order
+    fig = subject_figure(rows, ("hf", "ad-emulator"))
+    ticks = sorted(fig.axes[0].get_yticklabels(), key=lambda t: -t.get_window_extent(fig.canvas.get_renderer()).y0)
+    assert [t.get_text() for t in ticks] == order
 
 
 def test_repro_files(summary, run_dir):

@@ -162,18 +162,26 @@ def test_dump_graphs_dir_is_set_per_evaluation(tmp_path):
     assert res.info["env_seen"]["AD_DUMP_GRAPHS_DIR"] == expected == res.info["harness_env"]["AD_DUMP_GRAPHS_DIR"]
 
 
-def test_quiet_progress_prints_one_line_per_event(tmp_path):
+def test_log_progress_prints_one_line_per_event_with_an_eta(tmp_path):
+    buf = io.StringIO()  # not a terminal: plain lines (CI logs)
+    with Runner(cache_dir=tmp_path, progress=Progress(stream=buf), executor="inprocess") as r:
+        r.phase("Phase 0: reference", planned=3)
+        r.evaluate(toy(label="reference"))
+        r.evaluate(toy(label="reference"))
+    lines = buf.getvalue().splitlines()
+    assert "phase  Phase 0: reference" in lines[0] and "0/3]" in lines[0]
+    done = [ln for ln in lines if " done " in ln or " cached " in ln]
+    assert len(done) == 2
+    assert "1/3 ~" in done[0] and " left]" in done[0] and "reference ok score=" in done[0]  # one more expected
+    assert "2/3" in done[1] and "(cached)" in done[1]
+
+
+def test_quiet_progress_prints_nothing(tmp_path):
     buf = io.StringIO()
     with Runner(cache_dir=tmp_path, progress=Progress(quiet=True, stream=buf), executor="inprocess") as r:
         r.phase("Phase 0: reference", planned=2)
         r.evaluate(toy(label="reference"))
-        r.evaluate(toy(label="reference"))
-    lines = buf.getvalue().splitlines()
-    assert "phase  Phase 0: reference" in lines[0] and "0/2]" in lines[0]
-    done = [ln for ln in lines if " done " in ln or " cached " in ln]
-    assert len(done) == 2
-    assert "1/2]" in done[0] and "reference ok score=" in done[0]
-    assert "2/2]" in done[1] and "(cached)" in done[1]
+    assert buf.getvalue() == ""
 
 
 class _Tty(io.StringIO):

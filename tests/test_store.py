@@ -94,10 +94,13 @@ def test_cache_cli_ls_and_rm(tmp_path, capsys):
                   _result(status="unresolved"))
     assert main(["cache", "ls", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["key", "date", "label", "backend", "task", "model", "n", "score", "status"]
-    assert any(line.startswith("dddddddddddd") and "reference" in line and "40.00" in line and line.endswith("ok")
+    assert out[0].split() == ["key", "date", "status", "backend", "task", "model", "n", "score", "label"]
+    assert any(line.startswith("dddddddddddd") and " ok " in line and "40.00" in line and line.endswith("reference")
                for line in out)
-    assert any(line.startswith("eeeeeeeeeeee") and line.endswith("unresolved") for line in out)
+    assert any(line.startswith("eeeeeeeeeeee") and " unresolved " in line for line in out)
+    # text columns left-aligned: each row's backend starts where the header's does
+    col = out[0].index("backend")
+    assert {line[col:].split()[0] for line in out[1:]} == {"hf", "ad-emulator"}
     assert main(["cache", "rm", "ddd", "--cache-dir", str(tmp_path)]) == 0
     assert "removed 1" in capsys.readouterr().out
     assert main(["cache", "rm", "--cache-dir", str(tmp_path)]) == 2

@@ -290,34 +290,34 @@ def md_table(df) -> str:
 
 
 def _plot(subj, path: Path, chance: float, labels) -> None:
+    """Both backends per subject and the paired change, subjects in the table's order (by delta, largest
+    loss at the top); the legend below the axes, clear of the axis labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s = subj.sort_values("subject")
+    s = subj  # breakdown_tables sorts by (delta, subject), as the tables are
     k = len(s)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, max(3.0, 0.32 * k + 1.5)), sharey=True,
-                                   gridspec_kw={"width_ratios": [2, 1]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, max(3.0, 0.32 * k + 1.8)), sharey=True,
+                                   width_ratios=[2, 1], layout="constrained")
     y = list(range(k))
     ax1.barh([v - 0.2 for v in y], s["ref_acc"], height=0.4, label=labels[0], color="#4c72b0")
     ax1.barh([v + 0.2 for v in y], s["cand_acc"], height=0.4, label=labels[1], color="#dd8452")
     if chance:
         ax1.axvline(chance, color="grey", ls="--", lw=1, label=f"chance {chance:g}%")
-    ax1.set_yticks(y)
-    ax1.set_yticklabels(s["subject"], fontsize=8)
+    ax1.set_yticks(y, list(s["subject"]), fontsize=8)
     ax1.set_xlabel("accuracy (%)")
     ax1.set_xlim(0, 100)
-    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     colors = ["#c44e52" if (sig and d < 0) else "#55a868" if (sig and d > 0) else "#8c8c8c"
               for d, sig in zip(s["delta"], s["significant"])]
     ax2.barh(y, s["delta"], color=colors)
     ax2.axvline(0, color="black", lw=0.8)
-    ax2.set_xlabel("delta (points); coloured: McNemar, Benjamini-Hochberg q <= alpha")
+    ax2.set_xlabel("delta (points); coloured: McNemar,\nBenjamini-Hochberg q <= alpha", fontsize=9)
     ax2.set_title(f"{labels[1]} - {labels[0]}", fontsize=9)
     ax1.invert_yaxis()
     fig.suptitle("Per-subject paired accuracy", fontsize=11)
-    fig.tight_layout()
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

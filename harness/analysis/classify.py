@@ -12,15 +12,16 @@ What is measured (no guessing from a single output):
 * nonfinite - NaN/inf in the answer or top-k log-probabilities; how many at the first generated
   position (computed by the prefill pass).
 * empty_or_eos - empty output after stripping (an EOS decodes to "").
-* gibberish - (multiple choice, with a reference) on the subjects the reference knows (>= 90%
-  right) the candidate's letters are at chance and spread over all letters: the answers no longer
-  depend on the question (a constant letter is "consistently wrong" instead); or, in the text, an
-  output that carries no valid answer and is implausible by at least one measure:
+* gibberish - an output that carries no valid answer and is implausible by at least one measure:
   its *word-likeness* (share of whitespace-separated words that look like words: alphabetic with
   vowels and no triple letters, numbers, short tokens, ordinary punctuation) is below a
   threshold; or, *under the reference* run, its first token is not even in the reference's top-k
   at that position; or the run's own first-position distribution is flat (top-1 probability
   below 5%, i.e. the model is not choosing).
+* random_answers - (multiple choice, with a reference) the outputs are valid letters, but on the
+  subjects the reference knows (>= 90% right) the candidate's letters are at chance and spread over
+  all letters: the answers no longer depend on the question (a constant letter is "consistently
+  wrong" instead). The same root causes as gibberish, seen through a 2-token answer.
 * repetition_loop - the output ends in a unit of 1-8 tokens repeated, covering half of it.
 * meta_text - "The user wants", "The answer is", "Let me think", "Okay" ... instead of an answer.
 * parser_mismatch - wrong records whose output nonetheless contains the right answer in an
@@ -493,20 +494,25 @@ def _rule_empty_or_eos(context: _Context) -> None:
 
 
 def _rule_gibberish(context: _Context) -> None:
-    """In the text, or (multiple choice) letters that no longer depend on the question."""
+    """Outputs that carry no answer and do not look like text."""
     pattern, measures = context.patterns["gibberish"], context.measures
-    random_answers = (_random_answers(context.reference_records, context.records, pattern, context.evidence)
-                      if (context.is_mc and context.reference_records) else None)
-    if random_answers is not None:
-        context.evidence["random_answers"] = {k: v for k, v in random_answers.items() if k != "rows"}
     if context.fraction("gibberish") >= pattern["min_fraction"]:
         context.add("gibberish", measures["gibberish"], context.n, flat_first_position=len(measures["flat"]),
                     outside_reference_topk=len(measures["not_in_ref_topk"]),
                     median_word_likeness=_median([word_likeness(r.get("output") or "")
                                                   for r in measures["gibberish"]]))
-    elif random_answers is not None and random_answers["matched"]:
-        context.add("gibberish", random_answers["rows"], random_answers["known_n"],
-                    kind="random answers (multiple choice)",
+
+
+def _rule_random_answers(context: _Context) -> None:
+    """Multiple choice: valid letters that no longer depend on the question (not when the text is gibberish)."""
+    if not (context.is_mc and context.reference_records):
+        return
+    random_answers = _random_answers(context.reference_records, context.records, context.patterns["random_answers"])
+    if random_answers is None:
+        return
+    context.evidence["random_answers"] = {k: v for k, v in random_answers.items() if k != "rows"}
+    if random_answers["matched"] and not any(f.label == "gibberish" for f in context.findings):
+        context.add("random_answers", random_answers["rows"], random_answers["known_n"],
                     **{k: v for k, v in random_answers.items() if k not in ("rows", "matched", "known_n")})
 
 
@@ -556,7 +562,8 @@ def _rule_accuracy_extreme(context: _Context) -> None:
 
 
 # rules that need only the run (and the reference's own measures), in evaluation order
-_OUTPUT_RULES = (_rule_nonfinite, _rule_empty_or_eos, _rule_gibberish, _rule_repetition_loop, _rule_meta_text,
+_OUTPUT_RULES = (_rule_nonfinite, _rule_empty_or_eos, _rule_gibberish, _rule_random_answers,
+                 _rule_repetition_loop, _rule_meta_text,
                  _rule_parser_mismatch, _rule_truncated, _rule_world_size_dependence, _rule_accuracy_extreme)
 
 
@@ -665,7 +672,7 @@ def classify(records, reference_records=None, world_size_runs: dict | None = Non
     return _result(context)
 
 
-def _random_answers(ref_recs, recs, p: dict, evidence: dict) -> dict | None:
+def _random_answers(ref_recs, recs, p: dict) -> dict | None:
     """Multiple choice: on subjects the reference knows (accuracy >= random_known_min), are the
     candidate's letters at chance *and* spread over the letters (not one constant letter, which is
     'consistently wrong')? Then the answers no longer depend on the question: random tokens."""

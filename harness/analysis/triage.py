@@ -69,19 +69,29 @@ class Triage:
             out.append("no known pattern. First error lines:" if self.first_errors
                        else "no known pattern, and no line that looks like an error.")
             out += [f"  line {n}: {text}" for n, text in self.first_errors]
-            out.append("  If you find the cause, add a pattern to configs/triage_patterns.yaml "
-                       "with a fixture log in tests/fixtures/logs/.")
+            out.append(f"  If you find the cause, add a pattern to {DEFAULT_PATTERNS} (or pass your own "
+                       "catalogue with --patterns YAML).")
             return out
         m = self.primary
         out.append(f"{m.title}  [{m.pattern}]")
         out.append(f"  line {m.line_no}: {m.line}")
         out.append(f"  root cause: {m.root_cause}")
         out.append(f"  fix: {m.fix}")
-        out.append(f"  source: {m.source}")
+        out.append(f"  source: {_openable(m.source)}")
         for other in self.matches[1:]:
             out.append(f"  also matched: {other.title} [{other.pattern}] at line {other.line_no}: "
                        f"{other.line}")
         return out
+
+
+def _openable(source: str) -> str:
+    """A source citing this repository's docs names the file where it is on this machine."""
+    from harness.paths import REPO_ROOT
+
+    docs = REPO_ROOT / "docs" / "method.md"
+    if source.startswith("docs/method.md") and docs.is_file():
+        return str(docs) + source[len("docs/method.md"):]
+    return source
 
 
 def load_patterns(path: str | os.PathLike | None = None) -> list[Pattern]:

@@ -169,7 +169,7 @@ def check_flags(args) -> None:
     if args.max_parallel < 1:
         raise HarnessError(f"--max-parallel must be >= 1, got {args.max_parallel}")
     if args.eval_timeout is not None and args.eval_timeout <= 0:
-        raise HarnessError(f"--eval-timeout must be > 0 seconds, got {args.eval_timeout}")
+        raise HarnessError(f"--timeout must be > 0 seconds, got {args.eval_timeout}; pass e.g. --timeout 1800")
     from harness.bisect.protocol import PROTOCOLS
 
     if (getattr(args, "reference_protocol", None) or "auto") not in PROTOCOLS:

@@ -42,6 +42,17 @@ from harness.bisect.validate import validate_harness
 from harness.bisect.world_size import check_world_size
 
 
+def expected_evaluations(strategy: str, knobs: int, aa_repeats: int = 0) -> int:
+    """What a one-culprit run evaluates, for the progress bar and its ETA: the reference and the full
+    candidate (+ the A/A repeats); the minimal config, a pass, which under engine noise is re-run at the
+    few hundred samples an equivalence needs, with the reference at that count (3); the search's probes
+    (``expected_probes``), half of them passes re-run the same way (+2 each); Phase 6 on fresh prompts:
+    their reference, full minus the culprit (a pass, +2) and minimal plus it (5). An estimate: the bar's
+    total follows what the run really does."""
+    search = expected_probes(strategy, knobs)["one_culprit"] if knobs else 0
+    return 2 + aa_repeats + 3 + search + 2 * (search // 2) + (5 if knobs else 0)
+
+
 class Bisector:
     """One bisect run. ``compare`` and ``classify`` replace the paired verdict and the Phase-2
     classifier (tests); ``run()`` returns the ``BisectState``."""
@@ -97,16 +108,19 @@ class Bisector:
         return self.finish()
 
     def _announce_plan(self) -> None:
-        """The done/planned progress counter: the expected run for one culprit."""
-        if hasattr(self.runner, "plan"):
-            knobs = self.plan.knobs
-            search = expected_probes(self.plan.strategy, len(knobs))["one_culprit"] if knobs else 0
-            self.runner.plan(3 + self.inp.aa_repeats + search)
+        """The progress bar's expected total (``expected_evaluations``), set again once the knobs that have
+        no effect on this model have left the search."""
+        total = expected_evaluations(self.plan.strategy, len(self.plan.knobs), self.inp.aa_repeats)
+        if hasattr(self.runner, "expect"):
+            self.runner.expect(total)
+        elif hasattr(self.runner, "plan"):
+            self.runner.plan(total)
 
     def isolate(self) -> None:
         """Phase 3, then (when minimal recovers) the search and Phase 6."""
         ctx, state = self.ctx, self.state
-        prune_no_effect(ctx, state)
+        if prune_no_effect(ctx, state):
+            self._announce_plan()
         minimal_verdict = strip_to_minimal(ctx, state)
         if minimal_verdict == "regressed":
             state.conclude("core_path", "the minimal config still regresses: a core-path bug (weight loading, "

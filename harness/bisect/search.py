@@ -11,8 +11,9 @@ both ways, which catches a violated assumption.
 
 ``linear`` (docs/method.md, "Phase 3"): re-enable each knob alone from the minimal config, in
 pipeline order, evaluating every knob (n probes, batched), so several independent culprits all
-show. If the full config minus the knobs that failed alone still fails, some knobs fail only
-together: a cumulative pass (minimal + k1, + k2, ... until it fails) finds one member and a
+show (a knob that requires another, e.g. fuse_allreduce_* requiring world_size, is blamed only
+when what it requires passes alone). If the full config minus the knobs that failed alone still fails,
+some knobs fail only together: a cumulative pass (minimal + k1, + k2, ... until it fails) finds one member and a
 pairing pass finds its partner.
 
 ``adaptive`` (default): group testing / delta debugging. ``_Adaptive.find(C, B)`` returns a minimal
@@ -242,12 +243,28 @@ def adaptive_search(knobs: Sequence[str], prober: Prober, requires: dict | None 
 
 
 # ------------------------------------------------------------------------------------- linear
+def _required(knob: str, requires: dict | None) -> set[str]:
+    """Every knob ``knob`` needs, transitively (its probe switches them on with it)."""
+    out: set[str] = set()
+    todo = list((requires or {}).get(knob, ()))
+    while todo:
+        r = todo.pop()
+        if r not in out:
+            out.add(r)
+            todo += list((requires or {}).get(r, ()))
+    return out
+
+
 def linear_search(knobs: Sequence[str], prober: Prober, requires: dict | None = None) -> SearchResult:
+    """Each knob alone from minimal; a knob whose probe fails only because a knob it requires (switched
+    on with it) fails alone is not blamed: its requirement is the culprit, as the adaptive search names
+    it (it drops the knobs that require a culprit). Then cumulative and pairing passes for interactions."""
     res = SearchResult("linear", list(knobs))
     try:
         outs = prober.many([{k} for k in knobs], [f"minimal + {k}" for k in knobs])
+        failed = {k for k, r in zip(knobs, outs) if r == FAIL}
         for k, r in zip(knobs, outs):
-            if r == FAIL:
+            if r == FAIL and not (_required(k, requires) & failed):
                 res.culprits.append([k])
             elif r == UNTESTABLE:
                 res.suspects.append(k)

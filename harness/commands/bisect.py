@@ -24,6 +24,7 @@ EPILOG = ("Exit status: 0 when the bisect completed (whatever the verdict; see s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.commands.options import add_config_argument, add_quiet_argument, add_timeout_argument
     from harness.commands.prompts import add_prompt_arguments, add_task_arguments
     from harness.paths import DEMO_MODEL
 
@@ -31,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=str(DEMO_MODEL), help="model checkpoint directory (default: the demo model)")
     add_task_arguments(p, default_samples=100)
     add_prompt_arguments(p)
-    p.add_argument("--config", default=None, help="AD YAML (an overlay on the default.yaml in force); default: the "
-                   "demo config when --model is the demo and --backend is ad-emulator, else none")
+    add_config_argument(p, "AD YAML (an overlay on the default.yaml in force, as AD's yaml_extra / TensorRT-LLM's "
+                        "--extra_llm_api_options); default: the demo config when --model is the demo and --backend "
+                        "is ad-emulator, else none")
     p.add_argument("--backend-ref", default=None, help="reference backend (default trtllm-pt when tensorrt_llm is "
                    "importable, else hf)")
     p.add_argument("--backend", default=None, help="candidate backend (default trtllm-ad when tensorrt_llm is "
@@ -60,20 +62,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of each verdict (default 0.05)")
     p.add_argument("--min-effect", type=float, default=1.0, help="smallest accuracy difference (points) called a "
                    "regression by accuracy alone (default 1.0)")
-    p.add_argument("--out", default="reports", help="run directory root (default reports/)")
+    p.add_argument("--out", "--output_path", dest="out", default="reports", metavar="DIR",
+                   help="run directory root (default reports/)")
     p.add_argument("--cache-dir", default=".harness", help="evaluation store (default .harness/)")
     p.add_argument("--no-cache", action="store_true", help="do not read cached evaluations (still stores new ones)")
-    p.add_argument("--eval-timeout", type=float, default=1800, help="seconds per evaluation before it counts as "
-                   "unresolved (default 1800)")
+    add_timeout_argument(p, dest="eval_timeout")
     p.add_argument("--max-parallel", type=int, default=1, help="evaluations run at once (default 1)")
-    p.add_argument("--executor", default="local", help="local (fresh worker process per evaluation, default), "
-                   "inprocess (fast, no isolation) or slurm")
-    p.add_argument("--quiet", action="store_true", help="plain progress lines (CI logs)")
+    add_quiet_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (phases, knobs, worst-case evaluations) "
                    "and exit without evaluating")
     p.add_argument("--dump-graphs", default=None, metavar="DIR", help="trtllm-ad: AD_DUMP_GRAPHS_DIR for every "
                    "evaluation, a fresh subdirectory DIR/<key> each (AD deletes that directory first); the path is "
                    "in each evaluation's info")
+    from harness.execution.slurm import add_executor_arguments
+
+    add_executor_arguments(p)
+
 
 
 def run_dir_name(inp) -> str:
@@ -128,6 +132,8 @@ def demo_config_default(args) -> str | None:
 
 
 def run(args) -> int:
+    import sys
+
     from harness.bisect.inputs import resolve_inputs
     from harness.bisect.plan import build_plan
 
@@ -135,6 +141,11 @@ def run(args) -> int:
         warm_imports()
     args.config = demo_config_default(args)
     inp = resolve_inputs(args)
+    from harness.commands.diagnose import demo_task_note
+
+    note = demo_task_note(inp)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     from harness.backends import get_backend
     from harness.bisect.core_path import ladder_rungs
 
@@ -177,44 +188,88 @@ def run_bisect(args, inp, plan) -> int:
     from harness.errors import HarnessError
     from harness.evaluation.rundir import publish_run_dir, staging_dir
     from harness.execution.runner import Runner
+    from harness.execution.slurm import executor_options
 
     final = inp.out_root / run_dir_name(inp)
     run_dir = staging_dir(final)
     started = time.time()
     t0 = time.monotonic()
+    _, ex_opts, _ = executor_options(args)
+    dump_graphs = getattr(args, "dump_graphs", None)
     try:
         with Runner(cache_dir=inp.cache_dir, use_cache=inp.use_cache, timeout=inp.eval_timeout,
-                    max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor,
-                    dump_graphs_dir=getattr(args, "dump_graphs", None)) as runner:
+                    max_parallel=inp.max_parallel, quiet=inp.quiet, executor=inp.executor, executor_options=ex_opts,
+                    dump_graphs_dir=dump_graphs) as runner:
             state = Bisector(inp, plan, runner, run_dir).run()
-            stats = runner.stats
-            wall = time.monotonic() - t0
+            runner.progress.phase("writing the report")
+            section = run_section(state, runner.stats, started, time.monotonic() - t0, final, dump_graphs)
             try:
-                summary = write_report(run_dir, inp, plan, state, run_section(state, stats, started, wall, final))
+                summary = write_report(run_dir, inp, plan, state, section)
             except HarnessError as exc:  # name the run directory the user asked for, not the staging one
                 raise HarnessError(str(exc).replace(str(run_dir), str(final))) from None
             publish_run_dir(run_dir, final)
+            runner.progress.close()  # the display ends before the result is printed
             # print before the runner shuts its worker machinery down (that can take a few seconds)
             print(f"verdict: {summary['verdict']} - {summary['headline']}")
             for step in summary["next_steps"][:3]:
                 print(f"  next: {step}")
-            print(f"{stats['evaluations_run']} evaluations run, {stats['hits']} from the cache, {wall:.1f} s")
-            print(f"report: {final / 'report.md'}")
+            # the time split again, now with the report written
+            print(timing_line(run_section(state, runner.stats, started, time.monotonic() - t0, final),
+                              len(summary["trail"])))
+            print(f"report: {final / 'report.md'} (and report.html)")
             sys.stdout.flush()
     finally:  # a failed or interrupted run publishes nothing (the evaluations are in the store)
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
-def run_section(state, stats: dict, started: float, wall: float, run_dir) -> dict:
-    """summary.json's ``run``: when, how long, the runner's statistics, each step's timing."""
+def timing_line(section: dict, trail_steps: int) -> str:
+    """How many evaluations and where the time went, in the words the progress bar and the report use."""
+    r, t = section["runner"], section["time"]
+    calls = r["hits"] + r["evaluations_run"]
+    return (f"{calls} evaluations ({r['evaluations_run']} run, {r['hits']} from the cache) in {trail_steps} trail "
+            f"steps; {t['command_seconds']:.1f} s since the command started: {t['engine_seconds']:.1f} s in the "
+            f"engines, {t['worker_overhead_seconds']:.1f} s starting workers and passing results, "
+            f"{t['orchestration_seconds']:.1f} s in the orchestrator, {t['startup_seconds']:.1f} s start-up")
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc), so start-up and imports are counted too."""
+    import os
+
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_section(state, stats: dict, started: float, wall: float, run_dir, dump_graphs: str | None = None) -> dict:
+    """summary.json's ``run``: when, how long, the runner's statistics, each step's timing, and the time split
+    (``time``): the engines (inside the workers), worker overhead (process start, imports, passing the result),
+    the orchestrator (judging, the cache, Phase 5, the report) and the command's start-up before the run."""
     import time
+    from pathlib import Path
 
     overhead = max(0.0, wall - stats["backend_seconds"])
+    age = process_age()
+    command = max(age, wall) if age is not None else wall
+    split = {"command_seconds": round(command, 3), "run_seconds": round(wall, 3),
+             "startup_seconds": round(max(0.0, command - wall), 3),
+             "engine_seconds": stats["engine_seconds"], "worker_overhead_seconds": stats["worker_overhead_seconds"],
+             "orchestration_seconds": round(overhead, 3),
+             "orchestration_fraction": round(overhead / command, 4) if command else None,
+             "worker_overhead_per_evaluation_seconds": round(stats["worker_overhead_seconds"]
+                                                             / stats["evaluations_run"], 3)
+             if stats["evaluations_run"] else None}
     return {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall, 3),
-            "runner": stats, "harness_overhead_seconds": round(overhead, 3),
+            "runner": stats, "time": split, "harness_overhead_seconds": round(overhead, 3),
             "harness_overhead_fraction": round(overhead / wall, 4) if wall else None,
             "steps": [{"index": s.index, "cached": s.cached, "seconds": s.seconds, "attempts": s.attempts}
                       for s in state.trail],
-            **state.run_notes, "run_dir": str(run_dir)}
+            **state.run_notes, "run_dir": str(run_dir),
+            "dump_graphs_dir": str(Path(dump_graphs).resolve()) if dump_graphs else None}

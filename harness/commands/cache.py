@@ -33,23 +33,32 @@ def add_arguments(parser) -> None:
 
 
 def _table(rows: list[dict]) -> str:
-    import pandas as pd
+    """Text columns left-aligned (labels can be long), numbers right-aligned."""
     from pathlib import Path
 
     if not rows:
         return "(no stored evaluations)"
-    df = pd.DataFrame([{
+    table = [{
         "key": r["key"][:12],
         "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
-        "label": r["label"] or "",
-        "backend": r["backend"],
-        "task": r["task"],
+        "status": r["status"] or "",
+        "backend": r["backend"] or "",
+        "task": r["task"] or "",
         "model": Path(r["model"] or "").name,
-        "n": "" if r["n"] is None else int(r["n"]),
+        "n": "" if r["n"] is None else str(int(r["n"])),
         "score": "" if r["score"] is None else f"{r['score']:.2f}",
-        "status": r["status"],
-    } for r in rows])
-    return df.to_string(index=False)
+        "label": r["label"] or "",
+    } for r in rows]
+    cols = list(table[0])
+    width = {c: max(len(c), *(len(row[c]) for row in table)) for c in cols}
+
+    def line(row: dict) -> str:
+        return "  ".join(row[c].rjust(width[c]) if c in NUMERIC else row[c].ljust(width[c]) for c in cols).rstrip()
+
+    return "\n".join([line({c: c for c in cols})] + [line(row) for row in table])
+
+
+NUMERIC = ("n", "score")
 
 
 def run(args) -> int:

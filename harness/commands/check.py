@@ -29,7 +29,9 @@ EXIT_GOOD, EXIT_BAD, EXIT_SKIP, EXIT_ABORT = 0, 1, 125, 128
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.commands.options import add_config_argument, add_timeout_argument
     from harness.execution.slurm import add_executor_arguments
+    from harness.paths import DEMO_MODEL
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = ("exit status: 0 good, 1 bad, 125 untestable at this commit (crash, timeout, out of memory, the "
@@ -42,14 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         raise SystemExit(EXIT_ABORT if status else 0)
 
     p.exit = _exit
-    p.add_argument("--backend", required=True, help="backend to evaluate (hf, ad-emulator, trtllm-ad, trtllm-pt)")
-    p.add_argument("--model", required=True, help="model path or hub id")
-    p.add_argument("--config", default=None, help="AD YAML overlay (backends that take AD configs)")
+    p.add_argument("--backend", default=None, help="backend to evaluate: hf, ad-emulator, trtllm-ad, trtllm-pt "
+                   "(default trtllm-ad when tensorrt_llm is importable, else ad-emulator)")
+    p.add_argument("--model", default=str(DEMO_MODEL), help="model path or hub id (default: the demo model)")
+    add_config_argument(p, "AD YAML overlay (backends that take AD configs; TensorRT-LLM's --extra_llm_api_options)")
     p.add_argument("--task", default="mmlu", help="task (default mmlu)")
-    p.add_argument("--samples", type=int, default=None, help="samples (default: the reference entry's num_samples, "
-                                                              "else the task's TRT-LLM NUM_SAMPLES)")
-    p.add_argument("--dataset", default=None, help="data set directory (default: $LLM_MODELS_ROOT/... or the demo)")
-    p.add_argument("--seed", type=int, default=0, help="evaluator random seed (default 0)")
+    p.add_argument("--samples", "--num_samples", dest="samples", type=int, default=None, metavar="N",
+                   help="samples (default: the reference entry's num_samples, else the task's TRT-LLM NUM_SAMPLES)")
+    p.add_argument("--dataset", "--dataset_path", dest="dataset", default=None, metavar="DIR",
+                   help="data set directory (default: $LLM_MODELS_ROOT/... or the demo)")
+    p.add_argument("--seed", "--random_seed", dest="seed", type=int, default=0, metavar="N",
+                   help="evaluator random seed (default 0)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE", help="plugin transform file (ad-emulator)")
     ref = p.add_argument_group("what to check against (one of)")
     ref.add_argument("--reference-score", type=float, default=None, metavar="X",
@@ -64,9 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "repeatable")
     p.add_argument("--sigma", type=float, default=None, help="override the reference entry's sigma")
     p.add_argument("--alpha", type=float, default=None, help="override the reference entry's alpha")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds before the evaluation is unresolved (125)")
+    add_timeout_argument(p)
     p.add_argument("--cache-dir", default=".harness", help="evaluation store (default .harness)")
-    p.add_argument("--cache", action="store_true", help="reuse cached evaluations (off by default, see above)")
+    p.add_argument("--cache", action="store_true", help="reuse cached evaluations (off by default: the cache key "
+                   "holds the engine's version string, which stays the same across the commits git bisect checks out)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     add_executor_arguments(p)
 
@@ -120,6 +126,10 @@ def _prepare(args):
     for p in args.plugin:
         if not Path(p).is_file():
             raise HarnessError(f"--plugin {p!r} does not exist; pass a plugin .py file")
+    if args.backend is None:
+        from harness.backends import default_backends
+
+        args.backend = default_backends()[1]
     spec = EvalSpec(backend=args.backend, model=args.model, task=args.task, config=overlay, dataset=dataset,
                     samples=samples, seed=args.seed, plugins=[str(Path(p).resolve()) for p in args.plugin],
                     label=f"check {args.backend} {Path(str(args.model)).name} {args.task}")

@@ -16,8 +16,9 @@ import sys
 def add_arguments(parser) -> None:
     from harness.comparison.verdict import DEFAULT_ALPHA, DEFAULT_KL_EXCEED_RATE, DEFAULT_KL_TOLERANCE, DEFAULT_MIN_EFFECT
 
-    parser.add_argument("run_a", metavar="RUN_A", help="Reference run directory (e.g. PT / hf).")
-    parser.add_argument("run_b", metavar="RUN_B", help="Candidate run directory (e.g. AD / ad-emulator).")
+    parser.add_argument("run_a", metavar="RUN_A", help="Run directory of the reference backend (e.g. PT / hf); "
+                        "'reference' in the output means this run, 'gold answer' the data set's label.")
+    parser.add_argument("run_b", metavar="RUN_B", help="Run directory of the candidate backend (e.g. AD / ad-emulator).")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                         help=f"Family-wise significance level (default {DEFAULT_ALPHA}; split over the accuracy and "
                              f"log-prob tests when both run).")
@@ -74,9 +75,9 @@ def run(args) -> int:
               f"{cmp_.flips_total} shown):")
         for f in cmp_.flips[: args.flips]:
             kl = "-" if f["kl"] is None else f"{f['kl']:.3g}"
-            mg = "-" if f["ref_margin"] is None else f"{f['ref_margin']:.3g}"
-            print(f"  {f['id']}: reference {f['reference']!r}; {lab_a} {f['ref_output']!r} "
+            mg = "-" if f["ref_margin"] is None else f"{f['ref_margin']:.3g}"  # the reference run's top1-top2
+            print(f"  {f['id']}: gold answer {f['reference']!r}; {lab_a} {f['ref_output']!r} "
                   f"({'right' if f['ref_correct'] else 'wrong'}) -> {lab_b} {f['cand_output']!r} "
-                  f"({'right' if f['cand_correct'] else 'wrong'}); KL {kl}, reference margin {mg}"
+                  f"({'right' if f['cand_correct'] else 'wrong'}); KL {kl}, {lab_a}'s margin {mg}"
                   f"{' (near tie)' if f['near_tie'] else ''}")
     return 0

@@ -19,23 +19,25 @@ from harness.commands.prompts import add_prompt_arguments, add_task_arguments
 
 
 def add_arguments(parser) -> None:
+    from harness.commands.options import add_config_argument, add_quiet_argument
     from harness.paths import DEMO_MODEL
 
     parser.add_argument("--backend", default="hf", help="Backend: hf, ad-emulator, trtllm-ad, trtllm-pt (default hf).")
     parser.add_argument("--model", default=str(DEMO_MODEL),
                         help="Model directory (default: the shipped demo model harness/assets/demo_model).")
-    parser.add_argument("--config", default=None,
-                        help="AD-style YAML config (an overlay on the backend's default.yaml) for AD backends.")
+    add_config_argument(parser, "AD-style YAML config (an overlay on the backend's default.yaml) for AD backends; "
+                        "TensorRT-LLM's --extra_llm_api_options.")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                         help="Plugin module or file to load before the model (repeatable).")
     add_task_arguments(parser, default_samples=100)
     add_prompt_arguments(parser)
-    parser.add_argument("--out", default="reports", help="Where run directories are written (default reports/).")
+    parser.add_argument("--out", "--output_path", dest="out", default="reports", metavar="DIR",
+                        help="Where run directories are written (default reports/).")
     parser.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
                         help="Seconds before the evaluation counts as unresolved (a hung engine or plugin; "
                              "default 1800).")
     parser.add_argument("--label", default=None, help="Run directory label (default diagnose-<backend>-<task>).")
-    parser.add_argument("--quiet", action="store_true", help="Only the accuracy line and the run directory.")
+    add_quiet_argument(parser)
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -54,7 +56,7 @@ def _clip(text: str, width: int) -> str:
 
 
 def sample_table(records: list[dict], output_width: int = 40) -> str:
-    cols = ["id", "subject", "reference", "output", "correct"]
+    cols = ["id", "subject", "gold", "output", "correct"]  # gold: the data set's answer
     rows = [[r["id"], r["subject"], str(r["reference"]), _clip(r.get("output") or "", output_width),
              "yes" if r["correct"] else "no"] for r in records]
     widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(cols)]
@@ -80,7 +82,10 @@ def run(args) -> int:
     _, samples = build_samples(spec)
     if not args.quiet and samples:
         print_first_prompt(samples[0])
-    result = _evaluate(spec, args.timeout)
+    demo_note = demo_task_note(spec)
+    if demo_note and not args.quiet:  # before the run as well as with the result: the run can take minutes
+        print(f"note: {demo_note}", file=sys.stderr)
+    result = evaluate_with_progress(spec, args.timeout, quiet=args.quiet)
     run_dir = _write_run_dir(args.out, spec, result)
     if result.status != "ok":
         print_unresolved(result, quiet=args.quiet)
@@ -94,27 +99,60 @@ def run(args) -> int:
         print_metrics(spec.task, result)
     from harness.evaluation.run import truncation_note
 
-    note = truncation_note(result.info, len(result.records))
-    if note:
-        print(f"note: {note}")
+    for note in (demo_note, truncation_note(result.info, len(result.records))):
+        if note:
+            print(f"note: {note}")
     print(f"run directory: {run_dir}")
     return 0
 
 
-def _evaluate(spec, timeout: float):
-    """The evaluation in a fresh worker process with a time limit (harness/execution/executor.py); bad
-    input the engine reports there is raised (one error line), anything else is the result."""
+def evaluate_with_progress(spec, timeout: float, quiet: bool):
+    """The evaluation in a fresh worker process with a time limit (harness/execution/executor.py), with a
+    progress bar over its samples fed through the worker's progress file (harness/backends/progress.py).
+    Bad input the engine reports there is raised (one error line); anything else is the result."""
     import tempfile
+    import time
     from pathlib import Path
 
+    from harness.backends.progress import PROGRESS_FILE_ENV
     from harness.execution.executor import get_executor
+    from harness.execution.progress import Progress
 
+    progress = Progress(quiet=quiet)
+    token = progress.start(spec.label)
     executor = get_executor("local", timeout=timeout, fork_server=False)  # one evaluation: no server to amortise
+    t0 = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="harness-diagnose-") as work:
-            return executor.run(spec, Path(work), {})
+            progress_file = Path(work) / "progress"
+            with progress.watch(token, progress_file):
+                result = executor.run(spec, Path(work), {PROGRESS_FILE_ENV: str(progress_file)})
+        progress.finish(token, spec.label, result, False, time.monotonic() - t0)
+        return result
+    except BaseException as exc:
+        progress.abort(token, spec.label, exc)
+        raise
     finally:
         executor.close()
+        progress.close()
+
+
+def demo_task_note(spec) -> str | None:
+    """What the shipped demo model cannot show: it was trained on the demo MMLU subjects and answers with a
+    letter, so GSM8K's chain-of-thought arithmetic scores about 0% on it (harness/assets/README.md)."""
+    from pathlib import Path
+
+    from harness.paths import DEMO_MODEL
+
+    try:
+        demo = Path(spec.model).expanduser().resolve() in (DEMO_MODEL.resolve(), (DEMO_MODEL.parent / "demo_model_fp8").resolve())
+    except OSError:
+        return None
+    if demo and spec.task == "gsm8k":
+        return ("the demo model is trained on the demo MMLU subjects only and answers with a letter: on GSM8K it "
+                "scores about 0%, which says nothing about the backend. Use it to check the GSM8K prompts, stop "
+                "strings and scoring (the exact lm-eval pipeline); judge accuracy with a real model.")
+    return None
 
 
 def _spec(args):

@@ -12,17 +12,19 @@ DEFAULT_HISTORY = "reports/regress/history.db"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.commands.options import add_quiet_argument
     from harness.execution.slurm import add_executor_arguments
 
     p.add_argument("--suite", required=True, help="suite YAML (models x tasks x configs x samples), "
                                                   "e.g. configs/nightly.yaml")
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--out", "--output_path", dest="out", default=None, metavar="DIR",
                    help="output directory (default reports/regress/<suite>-<UTC time>)")
     p.add_argument("--history", default=DEFAULT_HISTORY, metavar="DB",
                    help=f"SQLite history database to append one row per job to (default {DEFAULT_HISTORY})")
     p.add_argument("--no-history", action="store_true", help="do not write the history database")
     p.add_argument("--bisect-on-fail", action="store_true",
-                   help="run `bisect` for every failing AD job and link its report in the summary and JUnit")
+                   help="run `bisect` for every failing AD job: its culprit is named on the console, in "
+                        "summary.md/json and in the JUnit failure message, with a link to its report")
     p.add_argument("--bisect-timeout", type=float, default=None, metavar="S", help="time limit per bisect run")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="run only jobs whose name matches (fnmatch or substring); repeatable")
@@ -32,10 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=".harness", help="evaluation cache (default .harness)")
     p.add_argument("--no-cache", action="store_true", help="re-run every evaluation (results are still stored)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="wall-clock limit per evaluation (default: suite defaults.timeout or 1800)")
+                   help="seconds per evaluation before it counts as unresolved (default: the suite's "
+                        "defaults.timeout, else 1800); passed on to --bisect-on-fail's bisects")
+    p.add_argument("--eval-timeout", dest="timeout", type=float, help=argparse.SUPPRESS)
     p.add_argument("--max-parallel", type=int, default=None, metavar="N",
                    help="evaluations at once (default: suite defaults.max_parallel or 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_argument(p)
     add_executor_arguments(p)
 
 
@@ -100,8 +104,10 @@ def result_line(r) -> str:
     line = f"{r.status.upper():<7} {r.name}  score {score}  threshold {thr}  paired {paired}"
     if r.messages and r.status != "passed":
         line += f"  ({'; '.join(r.messages)})"
+    if r.bisect:
+        line += f"\n        bisect: {r.bisect.get('culprit')}"
     if r.bisect_report:
-        line += f"  bisect report: {r.bisect_report}"
+        line += f"\n        bisect report: {r.bisect_report}"
     return line
 
 

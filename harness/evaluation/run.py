@@ -10,6 +10,7 @@ import time
 import traceback
 
 from harness.backends import get_backend
+from harness.backends.progress import quiet_library_progress
 from harness.errors import HarnessError
 from harness.evaluation.records import make_record
 from harness.evaluation.spec import EvalResult, EvalSpec, build_samples, sampling_for
@@ -19,6 +20,7 @@ def run_evaluation(spec: EvalSpec, context: dict | None = None) -> EvalResult:
     """Run one evaluation in this process. Backend failures become an ``unresolved`` result."""
 
     t0 = time.time()
+    quiet_library_progress()  # the harness reports per-sample progress itself (harness/backends/progress.py)
     task, samples = build_samples(spec)
     sampling = sampling_for(task, spec)
     backend = get_backend(spec.backend)

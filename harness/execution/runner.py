@@ -114,6 +114,10 @@ class Runner:
         """Announce n more evaluations (shown as done/planned)."""
         self.progress.plan(n)
 
+    def expect(self, total: int) -> None:
+        """The run now expects ``total`` evaluations in all (the progress bar's total and ETA)."""
+        self.progress.expect(total)
+
     def phase(self, name: str, planned: int | None = None) -> None:
         self.progress.phase(name, planned)
 
@@ -122,7 +126,7 @@ class Runner:
         t0 = time.monotonic()
         token = self.progress.start(spec_label(spec))
         try:
-            result, cached = self._get_or_run(spec, key)
+            result, cached = self._get_or_run(spec, key, token)
         except BaseException as exc:
             self.progress.abort(token, spec_label(spec), exc)
             raise
@@ -166,7 +170,7 @@ class Runner:
             for k, v in inc.items():
                 self._stats[k] += v
 
-    def _get_or_run(self, spec: EvalSpec, key: str) -> tuple[EvalResult, bool]:
+    def _get_or_run(self, spec: EvalSpec, key: str, token: int | None = None) -> tuple[EvalResult, bool]:
         if self.use_cache:
             hit = self.store.get(key)
             if hit is not None:
@@ -184,7 +188,7 @@ class Runner:
             self._count(hits=1)
             return EvalResult.from_dict(_copy(result.to_dict())), True
         try:
-            result, cached = self._claimed_run(spec, key)
+            result, cached = self._claimed_run(spec, key, token)
             fut.set_result(result)
         except BaseException as exc:
             fut.set_exception(exc)
@@ -194,11 +198,11 @@ class Runner:
                 self._inflight.pop(key, None)
         return EvalResult.from_dict(_copy(result.to_dict())), cached
 
-    def _claimed_run(self, spec: EvalSpec, key: str) -> tuple[EvalResult, bool]:
+    def _claimed_run(self, spec: EvalSpec, key: str, token: int | None = None) -> tuple[EvalResult, bool]:
         """Run ``spec`` under the store's claim on ``key`` (with the cache on), so a run sharing this store
         computes it once: while another live process holds the claim, wait and take its stored result."""
         if not self.use_cache:
-            return self._run(spec, key), False
+            return self._run(spec, key, token), False
         ttl = (self.timeout or 86400) + 600  # a claim outlives the longest evaluation it can stand for
         waiting_since = None
         while (holder := self.store.claim(key, ttl)) is not None:
@@ -212,30 +216,44 @@ class Runner:
             if done is not None:  # the other run's result (or one stored between our lookup and the claim)
                 self._count(hits=1)
                 return done, True
-            return self._run(spec, key), False
+            return self._run(spec, key, token), False
         finally:
             self.store.release(key)
 
-    def _run(self, spec: EvalSpec, key: str) -> EvalResult:
+    def _run(self, spec: EvalSpec, key: str, token: int | None = None) -> EvalResult:
+        from harness.backends.progress import PROGRESS_FILE_ENV
         from harness.evaluation.key import code_hash
 
         self._count(misses=1)
         harness_env = {}
         if self.dump_graphs_dir is not None:
             harness_env["AD_DUMP_GRAPHS_DIR"] = str((self.dump_graphs_dir / key[:16]).resolve())
+        recorded = dict(harness_env)
+        # per-sample progress from the worker (harness/backends/progress.py), tailed while it runs
+        progress_file = (self.workdir / key[:16] / "progress").resolve()
+        progress_file.parent.mkdir(parents=True, exist_ok=True)
+        progress_file.unlink(missing_ok=True)
+        harness_env[PROGRESS_FILE_ENV] = str(progress_file)
         t0 = time.monotonic()
-        result = self.executor.run(spec, self.workdir / key[:16], harness_env)
+        with self.progress.watch(token, progress_file) if token is not None else _nothing():
+            result = self.executor.run(spec, self.workdir / key[:16], harness_env)
         seconds = time.monotonic() - t0
         result.info = dict(result.info or {})
         result.info["key_parts"] = self._key_and_digests(spec)[1]
         result.info["harness_code"] = code_hash()
-        if harness_env:
-            result.info["harness_env"] = harness_env
+        if recorded:
+            result.info["harness_env"] = recorded
         inner = (result.info.get("timings") or {}).get("total_s") or 0.0
         self._count(evaluations_run=1, unresolved=int(result.status != "ok"), backend_seconds=seconds,
                     engine_seconds=inner, worker_overhead_seconds=max(0.0, seconds - inner) if inner else 0.0)
         self.store.put(key, spec.to_dict(), result)
         return result
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _copy(d: dict) -> dict:

@@ -131,45 +131,62 @@ def _slug(s: str) -> str:
 
 
 def plot_trends(df, out_dir: str | os.PathLike) -> list[str]:
-    """One PNG per (model, task): score per run for each config, reference and threshold lines,
-    failed runs marked with x. Returns the written paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
+    """One PNG per (model, task) (``trend_figure``). Returns the written paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for (model, task), g in df.groupby(["model", "task"], sort=True):
-        runs = sorted(g["started_at"].unique())
-        pos = {r: i for i, r in enumerate(runs)}
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for config, c in g.groupby("config", sort=True):
-            c = c.sort_values("started_at")
-            x = [pos[r] for r in c["started_at"]]
-            line, = ax.plot(x, c["score"], marker="o", label=str(config))
-            bad = c[c["status"].isin(["failed", "error"])]
-            if len(bad):
-                ax.plot([pos[r] for r in bad["started_at"]], bad["score"].fillna(0), "x", color=line.get_color(),
-                        markersize=10, mew=2)
-            thr = c["threshold"].dropna()
-            if len(thr):
-                ax.step(x, c["threshold"], where="mid", linestyle=":", color=line.get_color(), alpha=0.7)
-        ref = g["reference"].dropna()
-        if len(ref):
-            ax.axhline(ref.iloc[-1], color="black", linestyle="--", linewidth=1, label=f"reference {ref.iloc[-1]:.2f}")
-        ax.set_xticks(range(len(runs)))
-        ax.set_xticklabels([str(pd.Timestamp(r).strftime("%m-%d %H:%M")) if r else "?" for r in runs],
-                           rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(f"{task} score (%)")
-        ax.set_title(f"{model} / {task}  (x = failed or unresolved; dotted = threshold)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
+        fig = trend_figure(model, task, g)
         path = out_dir / f"trend_{_slug(model)}_{_slug(task)}.png"
         fig.savefig(path, dpi=100)
+        import matplotlib.pyplot as plt
+
         plt.close(fig)
         paths.append(str(path))
     return paths
+
+
+def trend_figure(model: str, task: str, g):
+    """Score per run for each config, its threshold (dotted) and the reference (dashed), failed runs
+    marked with x; every line and marker in the legend (below the axes); run dates with their year."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(g["started_at"].unique())
+    fig, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
+    _plot_configs(ax, g, {r: i for i, r in enumerate(runs)})
+    ref = g["reference"].dropna()
+    if len(ref):
+        ax.axhline(ref.iloc[-1], color="black", linestyle="--", linewidth=1, label=f"reference {ref.iloc[-1]:.2f}")
+    ax.set_xticks(range(len(runs)), [_run_date(r) for r in runs], rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("run started (UTC)", fontsize=9)
+    ax.set_ylabel(f"{task} score (%)")
+    ax.set_title(f"{model} / {task}", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    return fig
+
+
+def _run_date(started_at) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(started_at).strftime("%Y-%m-%d %H:%M") if started_at else "?"
+
+
+def _plot_configs(ax, g, pos: dict) -> None:
+    """Each config's scores, its failed runs (x) and its threshold (dotted), each with a legend entry."""
+    failed_label = "failed or unresolved"
+    for config, c in g.groupby("config", sort=True):
+        c = c.sort_values("started_at")
+        x = [pos[r] for r in c["started_at"]]
+        line, = ax.plot(x, c["score"], marker="o", label=str(config))
+        bad = c[c["status"].isin(["failed", "error"])]
+        if len(bad):
+            ax.plot([pos[r] for r in bad["started_at"]], bad["score"].fillna(0), "x", color=line.get_color(),
+                    markersize=10, mew=2, label=failed_label)
+            failed_label = "_nolegend_"
+        if len(c["threshold"].dropna()):
+            ax.step(x, c["threshold"], where="mid", linestyle=":", color=line.get_color(), alpha=0.7,
+                    label=f"{config}: threshold")

@@ -66,6 +66,9 @@ class JobResult:
     triage: dict | None = None  # harness.analysis.triage.Triage.to_dict() for errors
     bisect_report: str | None = None  # path of the bisect report for a failing AD job
     bisect_status: str | None = None
+    # what that bisect found, from its summary.json: verdict, outcome, culprits (knob groups, confirmed),
+    # culprit (one line naming them), headline, summary (path)
+    bisect: dict | None = None
     result_dir: str | None = None  # where this job's records / result live
     executor: dict | None = None  # the candidate evaluation's executor info (local pid / Slurm job id, host)
 

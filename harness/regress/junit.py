@@ -43,7 +43,16 @@ def failure_message(r: JobResult) -> str:
                      f"delta {_fmt(p.get('delta'))}, p={pv})")
     head = "; ".join(parts)
     why = "; ".join(r.messages)
-    return f"{why} | {head}" if why and head else (why or head)
+    message = f"{why} | {head}" if why and head else (why or head)
+    return f"{message} | bisect: {bisect_text(r)}" if bisect_text(r) else message
+
+
+def bisect_text(r: JobResult) -> str | None:
+    """What the job's bisect found, one line (the culprit first), or None when none ran."""
+    found = r.bisect or {}
+    if found.get("culprit"):
+        return found["culprit"]
+    return r.bisect_status
 
 
 def job_lines(r: JobResult) -> list[str]:
@@ -57,6 +66,10 @@ def job_lines(r: JobResult) -> list[str]:
         lines.append(f"error: {r.error}")
     if r.triage and r.triage.get("primary"):
         lines.append(f"triage: {r.triage['primary']}")
+    if r.bisect:
+        lines.append(f"bisect: {r.bisect.get('culprit')}")
+        if r.bisect.get("headline"):
+            lines.append(f"bisect headline: {r.bisect['headline']}")
     if r.bisect_report:
         lines.append(f"bisect report: {r.bisect_report}")
     if r.result_dir:

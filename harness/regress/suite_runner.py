@@ -177,13 +177,11 @@ def job_versions(backend_name: str, result: EvalResult) -> dict:
 
 # -- bisect on fail -----------------------------------------------------------------------------
 
-# Executor flags `bisect` accepts (harness/commands/bisect.py); the Slurm sizing flags are regress's own.
-BISECT_EXECUTOR_FLAGS = frozenset({"--executor"})
-
-
 def bisect_command(job: Job, config_file: Path, out: Path, cache_dir: str | None, executor_argv: list[str],
                    timeout: float | None = None, ref_score: float | None = None) -> list[str]:
-    """argv of `python -m harness bisect` for a job (executor flags: those bisect takes)."""
+    """argv of `python -m harness bisect` for a job, with the suite's executor flags (bisect takes the same
+    ones, harness/execution/slurm.py add_executor_arguments). Not --quiet: its progress lines go to
+    bisect.log and, unless regress is quiet, to the console."""
     wanted = [("--model", job.model_path), ("--task", job.task), ("--config", str(config_file)),
               ("--backend", job.backend), ("--backend-ref", job.paired_backend),
               ("--samples", None if job.samples is None else str(job.samples)), ("--dataset", job.dataset),
@@ -191,25 +189,13 @@ def bisect_command(job: Job, config_file: Path, out: Path, cache_dir: str | None
               # the matched reference entry's score (bisect looks references up by model path, not by the
               # suite's model id, so the suite resolves it)
               ("--reference-score", None if ref_score is None else f"{ref_score:g}"),
-              ("--eval-timeout", None if timeout is None else str(timeout)), ("--quiet", True)]
+              ("--timeout", None if timeout is None else str(timeout))]
     wanted += [("--plugin", p) for p in job.plugins]
     argv = [sys.executable, "-m", "harness", "bisect"]
     for flag, value in wanted:
-        if value is None:
-            continue
-        argv += [flag] if value is True else [flag, value]
-    i = 0
-    while i < len(executor_argv):  # pass executor flags through when bisect has them
-        flag = executor_argv[i]
-        if flag in BISECT_EXECUTOR_FLAGS:
-            argv.append(flag)
-            if i + 1 < len(executor_argv) and not executor_argv[i + 1].startswith("--"):
-                argv.append(executor_argv[i + 1])
-                i += 1
-        elif i + 1 < len(executor_argv) and not executor_argv[i + 1].startswith("--"):
-            i += 1
-        i += 1
-    return argv
+        if value is not None:
+            argv += [flag, value]
+    return argv + list(executor_argv)
 
 
 def find_report(out: Path) -> Path | None:
@@ -220,9 +206,41 @@ def find_report(out: Path) -> Path | None:
     return None
 
 
+def bisect_finding(out: Path) -> dict | None:
+    """What the bisect under ``out`` found, from its summary.json (harness/bisect/report/SCHEMA.md):
+    verdict, outcome, headline, the culprit groups and one line naming them."""
+    hits = sorted(out.rglob("summary.json"))
+    if not hits:
+        return None
+    try:
+        s = json.loads(hits[0].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    groups = [{"knobs": list(c.get("knobs") or []), "confirmed": c.get("confirmed"), "with": c.get("with") or [],
+               "kind": c.get("kind")} for c in s.get("culprits") or []]
+    return {"verdict": s.get("verdict"), "outcome": s.get("outcome"), "headline": s.get("headline"),
+            "culprits": groups, "culprit": culprit_line(groups, s.get("outcome"), s.get("headline")),
+            "summary": str(hits[0])}
+
+
+def culprit_line(groups: list[dict], outcome: str | None, headline: str | None) -> str:
+    """``culprit: optimize_rope (confirmed)``; a pair: ``culprit: fuse_a + fuse_b (only together, ...)``;
+    no culprit: the bisect's outcome and headline."""
+    if not groups:
+        return f"no culprit ({outcome or 'no outcome'}): {headline or ''}".rstrip(": ")
+    parts = []
+    for g in groups:
+        notes = (["only together"] if len(g["knobs"]) > 1 else []) + (
+            [f"with {', '.join(g['with'])}"] if g.get("with") else []) + (
+            ["confirmed" if g.get("confirmed") else "not confirmed"])
+        parts.append(f"{' + '.join(g['knobs'])} ({', '.join(notes)})")
+    return ("culprit: " if len(parts) == 1 else "culprits: ") + "; ".join(parts)
+
+
 def run_bisect(job: Job, result: JobResult, out_dir: Path, cache_dir: str | None, executor_argv: list[str],
-               timeout: float | None, eval_timeout: float | None = None) -> None:
-    """Run `python -m harness bisect` for a failing AD job; record the report path (or why not)."""
+               timeout: float | None, eval_timeout: float | None = None, log=None) -> None:
+    """Run `python -m harness bisect` for a failing AD job; record its report, what it found, or why not.
+    Its output goes to bisect/<job>/bisect.log and, line by line, to ``log`` (the console)."""
     jdir = out_dir / "jobs" / job_slug(job.name)
     bdir = out_dir / "bisect" / job_slug(job.name)
     ref_score = (result.reference or {}).get("accuracy", job.reference_score)
@@ -230,18 +248,41 @@ def run_bisect(job: Job, result: JobResult, out_dir: Path, cache_dir: str | None
                           ref_score=ref_score)
     bdir.mkdir(parents=True, exist_ok=True)
     (bdir / "command.txt").write_text(" ".join(argv) + "\n")
-    log = bdir / "bisect.log"
+    log_path = bdir / "bisect.log"
     t0 = time.monotonic()
-    try:
-        with open(log, "wb") as f:
-            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                timeout=timeout).returncode
-    except subprocess.TimeoutExpired:
-        rc = None
+    rc = _stream(argv, log_path, timeout, (lambda line: log(f"  bisect | {line}")) if log else None)
     report = find_report(bdir)
     result.bisect_report = str(report) if report else None
+    result.bisect = bisect_finding(bdir)
     result.bisect_status = (f"bisect exit {rc} in {time.monotonic() - t0:.0f} s" if rc is not None
-                            else f"bisect timed out after {timeout} s") + ("" if report else f"; no report, see {log}")
+                            else f"bisect timed out after {timeout} s") + ("" if report else f"; no report, see {log_path}")
+
+
+def _stream(argv: list[str], log_path: Path, timeout: float | None, echo) -> int | None:
+    """Run ``argv``; every output line to ``log_path`` and to ``echo``. The exit code, or None on timeout."""
+    import threading
+
+    with open(log_path, "w", encoding="utf-8", errors="replace") as f:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, errors="replace", bufsize=1)
+
+        def pump():
+            for line in proc.stdout:
+                f.write(line)
+                f.flush()
+                if echo is not None:
+                    echo(line.rstrip("\n"))
+
+        reader = threading.Thread(target=pump, name="harness-bisect-log", daemon=True)
+        reader.start()
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = None
+        reader.join(timeout=10)
+    return rc
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -380,10 +421,13 @@ def _take_paired(r: JobResult, j: Job, cand: EvalResult, ref_eval: EvalResult, j
 
 
 def _bisect_failures(run: _SuiteRun, runner, executor_argv: list[str], bisect_timeout: float | None,
-                     log) -> None:
+                     log, stream_bisect: bool = True) -> None:
     """`bisect` for every failed job whose backend takes AD configs (and that did not opt out)."""
     from harness.backends import get_backend
 
+    progress = getattr(runner, "progress", None)
+    if progress is not None and any(r.status == "failed" for r in run.results):
+        progress.close()  # the evaluations are done; the bisects' lines follow
     for j, r in zip(run.suite.jobs, run.results):
         if r.status != "failed":
             continue
@@ -392,8 +436,10 @@ def _bisect_failures(run: _SuiteRun, runner, executor_argv: list[str], bisect_ti
             continue
         log(f"bisect: {j.name} ...")
         run_bisect(j, r, run.out_dir, str(getattr(runner, "cache_dir", "")) or None, executor_argv,
-                   bisect_timeout, eval_timeout=getattr(getattr(runner, "executor", None), "timeout", None))
-        log(f"bisect: {j.name}: {r.bisect_status}; report {r.bisect_report}")
+                   bisect_timeout, eval_timeout=getattr(getattr(runner, "executor", None), "timeout", None),
+                   log=log if stream_bisect else None)
+        found = (r.bisect or {}).get("culprit") or "no summary"
+        log(f"bisect: {j.name}: {found}; {r.bisect_status}; report {r.bisect_report}")
 
 
 def _write_outputs(run: _SuiteRun, runner, history_db: str | Path | None) -> SuiteOutcome:

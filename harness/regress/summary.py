@@ -40,15 +40,14 @@ def summary_markdown(outcome) -> str:
              "Gate: TensorRT-LLM's one-tailed test (accuracy_core.py): pass when score >= "
              "ref + z(alpha) * sqrt(2 sigma^2 / n); theta is the smallest drop that test detects with power "
              "1 - beta. Paired: the reference backend on the same samples (McNemar / bootstrap verdict).", "",
-             "| job | status | score | ref | threshold | theta | n | paired verdict | paired ref | bisect report |",
+             "| job | status | score | ref | threshold | theta | n | paired verdict | paired ref | bisect |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in outcome.results:
         ref = (r.reference or {}).get("accuracy")
         p = r.paired or {}
-        rep = _rel(r.bisect_report, base)
         lines.append(f"| `{r.name}` | {STATUS_MARK[r.status]} | {_f(r.score)} | {_f(ref)} | {_f(r.threshold)} | "
                      f"{_f(r.theta)} | {r.n if r.n is not None else '-'} | {p.get('verdict') or '-'} | "
-                     f"{_f(p.get('score'))} | {f'[{rep}]({rep})' if rep else (r.bisect_status or '-')} |")
+                     f"{_f(p.get('score'))} | {_bisect_cell(r, base)} |")
     bad = [r for r in outcome.results if r.status in ("failed", "error")]
     if bad:
         lines += ["", "## Failures", ""]
@@ -60,6 +59,14 @@ def summary_markdown(outcome) -> str:
         lines += ["", f"Evaluations: {st.get('evaluations_run', '?')} run, {st.get('hits', '?')} from cache, "
                       f"{st.get('unresolved', 0)} unresolved; wall {st.get('wall_seconds', '?')} s."]
     return "\n".join(lines) + "\n"
+
+
+def _bisect_cell(r, base: Path) -> str:
+    """The culprit (or the bisect's status) and a link to its report, for the job table."""
+    rep = _rel(r.bisect_report, base)
+    found = (r.bisect or {}).get("culprit")
+    text = (found or r.bisect_status or "-").replace("|", "\\|")
+    return f"{text} ([report]({rep}))" if rep else text
 
 
 def _failure_lines(r, base: Path) -> list[str]:
@@ -86,8 +93,12 @@ def _failure_lines(r, base: Path) -> list[str]:
     elif r.triage:
         lines.append("- triage: no known pattern (run `python -m harness triage --reports "
                      f"{_rel(r.result_dir, base)}`)")
+    if r.bisect:
+        lines.append(f"- bisect: **{r.bisect.get('culprit')}**" + (f" - {r.bisect['headline']}"
+                                                                    if r.bisect.get("headline") else ""))
     if r.bisect_report:
-        lines.append(f"- bisect report: [{_rel(r.bisect_report, base)}]({_rel(r.bisect_report, base)})")
+        rep = _rel(r.bisect_report, base)
+        lines.append(f"- bisect report: [{rep}]({rep}) ({r.bisect_status})")
     elif r.bisect_status:
         lines.append(f"- bisect: {r.bisect_status}")
     lines.append(f"- results: `{_rel(r.result_dir, base)}`")

@@ -42,6 +42,7 @@ import inspect
 from dataclasses import dataclass
 
 from harness.backends.base import Completion, SamplingSpec
+from harness.backends.progress import report_samples
 
 _ANSWER_CONTEXT = "Answer:"
 
@@ -177,12 +178,14 @@ def generate(model, tokenizer, prompts: list[str], sampling: SamplingSpec, devic
 
     order = sorted(range(len(prompts)), key=lambda i: -len(prompt_ids[i]))
     results: list[Completion | None] = [None] * len(prompts)
+    report_samples(0, len(prompts))
     with torch.inference_mode():
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             for i, comp in zip(idx, _generate_batch(model, tokenizer, [prompt_ids[i] for i in idx], device, dec)):
                 comp.extra["prompt_truncated"] = i in truncated
                 results[i] = comp
+            report_samples(min(start + bs, len(order)), len(prompts))  # harness/backends/progress.py
     return results  # type: ignore[return-value]
 
 

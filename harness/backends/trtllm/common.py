@@ -119,8 +119,14 @@ def describe_sampling_params(sp) -> dict:
 
 def submit_all(llm, prompts: list[str], sampling_params) -> list:
     """Every prompt submitted first (in-flight batching), then every result awaited, in order."""
+    from harness.backends.progress import report_samples
+
     futures = [llm.generate_async(p, sampling_params=sampling_params) for p in prompts]
-    return [f.result() for f in futures]
+    out = []
+    for f in futures:  # awaited in order: progress is the prefix done, a lower bound
+        out.append(f.result())
+        report_samples(len(out), len(futures))
+    return out
 
 
 def _is_logprob_error(exc: BaseException) -> bool:

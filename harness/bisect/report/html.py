@@ -1,240 +1,300 @@
-"""report.html: one self-contained page (inline CSS, plots as base64 PNG): the verdict, the
-per-subject plot, the bisection trail as a chart and a table, and the report text."""
+"""report.html: report.md rendered for a person, around the verdict, the links and two plots.
+
+``render_html(summary, markdown_text, run_dir)`` fills ``report.html.j2`` (jinja2, autoescaped):
+
+* the verdict and the culprits, then a row of links to every file of the run directory that a
+  reader acts on (summary.json, report.md, repro/, samples.jsonl, decisive/, breakdown/, ...);
+* the bisection trail (``trail_figure``) and the per-subject accuracy (``subject_figure``) as matplotlib
+  PNGs embedded as data URIs, legends outside the axes so nothing overlaps, subjects in the order
+  of the Phase-5 table;
+* the search as a tree (``search_tree``): each probe under the probe (or the full config) whose
+  knobs it halves, with its outcome, so the group testing can be followed step by step;
+* the whole report.md rendered with markdown-it-py (tables, code blocks), every file or directory it
+  mentions that exists (inside the run directory, or outside it such as graph dumps and nested
+  reports) turned into a relative link (``FileLinker``).
+
+Nothing is fetched from elsewhere and there is no script: the page works opened from disk.
+"""
 from __future__ import annotations
 
 import base64
 import html
 import io
-from dataclasses import dataclass
+import os
+import re
+from pathlib import Path
 
 COLORS = {"regressed": "#c0392b", "same": "#27ae60", "improved": "#2980b9", "inconclusive": "#e67e22",
           "unresolved": "#7f8c8d", None: "#34495e"}
+OUTCOME_CLASS = {"fail": "regressed", "pass": "same", "untestable": "unresolved"}
+MAX_LINKED_FILES = 2000  # a run directory is small; a huge one is not walked further
+# the files a reader acts on, in this order, when the run directory has them
+KEY_FILES = (("summary.json", "summary.json"), ("report.md", "report.md"), ("repro/command.sh", "repro command"),
+             ("repro/minimal_failing.yaml", "minimal failing config"), ("repro/confirming.yaml", "confirming config"),
+             ("samples.jsonl", "samples.jsonl"), ("decisive", "decisive runs"), ("breakdown", "Phase-5 breakdown"),
+             ("fake_quant_debug.yaml", "fake-quant config"))
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def subject_plot(rows: list[dict], labels: tuple[str, str]) -> str | None:
-    if not rows:
-        return None
+# -- plots ----------------------------------------------------------------------------------------
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(rows, key=lambda r: r["subject"])
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 3.4))
-    x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], [r["ref_acc"] for r in rows], width=0.4, label=labels[0], color="#7f8c8d")
-    ax.bar([i + 0.2 for i in x], [r["cand_acc"] for r in rows], width=0.4, label=labels[1], color="#c0392b")
-    ax.set_xticks(list(x))
-    ax.set_xticklabels([r["subject"] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.axhline(25, color="#bbb", lw=0.8, ls=":")
-    ax.legend(fontsize=8)
-    ax.set_title("Per-subject accuracy (decisive comparison)", fontsize=10)
-    return _png(fig)
+    return plt
 
 
-@dataclass(frozen=True)
-class _TrailFrame:
-    """The chart's geometry: canvas size, plot margins, the x range (trail steps) and the y range (scores)."""
-    width: int
-    height: int
-    steps: int
-    low: float
-    high: float
-    left: int = 48
-    right: int = 16
-    top: int = 22
-    bottom: int = 40
-
-    @property
-    def plot_width(self) -> int:
-        return self.width - self.left - self.right
-
-    @property
-    def plot_height(self) -> int:
-        return self.height - self.top - self.bottom
-
-    def x(self, index) -> float:
-        return self.left + self.plot_width * ((index - 0.5) / max(self.steps, 1))
-
-    def y(self, score) -> float:
-        return self.top + self.plot_height * (1 - (score - self.low) / (self.high - self.low))
+def _png(fig) -> str | None:
+    if fig is None:
+        return None
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _trail_frame(trail: list[dict], scored: list[dict], ref_score) -> _TrailFrame:
-    """Scores padded by 5 points (clipped to 0-100 when they fit), at least 1 point high."""
-    reference = [ref_score] if ref_score is not None else []
-    low = min([step["score"] for step in scored] + reference)
-    high = max([step["score"] for step in scored] + reference)
-    low, high = max(0.0, low - 5), min(100.0, high + 5) if high <= 100 else high + 5
-    if high - low < 1:
-        high = low + 1
-    return _TrailFrame(width=max(520, 34 * len(trail) + 90), height=260,
-                       steps=max(step["index"] for step in trail), low=low, high=high)
+def _phase_of(trail: list[dict], i: int) -> str:
+    """A reference run belongs to the phase of the judged step it was run for (the next one)."""
+    for step in trail[i:]:
+        if step["phase"] != "ref":
+            return str(step["phase"])
+    return str(trail[i - 1]["phase"]) if i else "ref"
 
 
-def _svg_grid(frame: _TrailFrame) -> list[str]:
-    """The plot area and five horizontal score lines with their labels."""
-    out = [f"<rect x='{frame.left}' y='{frame.top}' width='{frame.plot_width}' height='{frame.plot_height}' "
-           f"fill='#fafafa' stroke='#ddd'/>"]
-    for k in range(5):
-        value = frame.low + (frame.high - frame.low) * k / 4
-        y = frame.y(value)
-        out.append(f"<text x='{frame.left - 6}' y='{y + 3:.1f}' text-anchor='end' fill='#555'>{value:.0f}</text>")
-        out.append(f"<line x1='{frame.left}' x2='{frame.width - frame.right}' y1='{y:.1f}' y2='{y:.1f}' "
-                   f"stroke='#eee'/>")
-    return out
-
-
-def _svg_phase_marks(frame: _TrailFrame, trail: list[dict]) -> list[str]:
-    """A dashed vertical line and the phase name where each phase starts."""
-    out, last_phase = [], None
-    for step in trail:
-        if step["phase"] != last_phase:
-            x = frame.x(step["index"]) - frame.plot_width / max(frame.steps, 1) / 2
-            out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{frame.top}' y2='{frame.height - frame.bottom}' "
-                       f"stroke='#ccc' stroke-dasharray='2,2'/>")
-            phase = html.escape(str(step["phase"]))
-            out.append(f"<text x='{x + 2:.1f}' y='{frame.top - 6}' fill='#555'>{phase}</text>")
-            last_phase = step["phase"]
-    return out
-
-
-def _svg_reference_line(frame: _TrailFrame, ref_score) -> list[str]:
-    """The reference run's score as a dashed line, labelled at the right."""
-    if ref_score is None:
-        return []
-    y = frame.y(ref_score)
-    return [f"<line x1='{frame.left}' x2='{frame.width - frame.right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#7f8c8d' "
-            f"stroke-dasharray='6,3'/><text x='{frame.width - frame.right - 4}' y='{y - 4:.1f}' text-anchor='end' "
-            f"fill='#7f8c8d'>reference {ref_score:.1f}</text>"]
-
-
-def _svg_points(frame: _TrailFrame, scored: list[dict]) -> list[str]:
-    """The line through the scores, then one marker per evaluation: a square for a reference-backend
-    run, a circle otherwise, coloured by the paired verdict, with a tooltip."""
-    path = " ".join(f"{frame.x(step['index']):.1f},{frame.y(step['score']):.1f}" for step in scored)
-    out = [f"<polyline points='{path}' fill='none' stroke='#ccc'/>"]
-    for step in scored:
-        colour = COLORS.get(step.get("verdict"), COLORS[None])
-        tip = html.escape(f"#{step['index']} {step['phase']}: {step['purpose']} -> "
-                          f"{step.get('verdict') or 'reference'} ({step['score']:.1f})")
-        x, y = frame.x(step["index"]), frame.y(step["score"])
-        if step.get("diff_base") == "reference":
-            out.append(f"<rect x='{x - 5:.1f}' y='{y - 5:.1f}' width='10' height='10' "
-                       f"fill='{colour}'><title>{tip}</title></rect>")
+def _phase_spans(trail: list[dict]) -> list[tuple[str, int, int]]:
+    """(phase, first step index, last step index) of each run of consecutive steps of one phase."""
+    spans: list[tuple[str, int, int]] = []
+    for i, step in enumerate(trail):
+        phase = _phase_of(trail, i)
+        if spans and spans[-1][0] == phase:
+            spans[-1] = (phase, spans[-1][1], step["index"])
         else:
-            out.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='5.5' fill='{colour}'><title>{tip}</title></circle>")
-    return out
+            spans.append((phase, step["index"], step["index"]))
+    return spans
 
 
-def _svg_x_axis(frame: _TrailFrame, trail: list[dict]) -> list[str]:
-    """The trail step numbers under the plot and the x-axis title."""
-    out = [f"<text x='{frame.x(step['index']):.1f}' y='{frame.height - frame.bottom + 14}' text-anchor='middle' "
-           f"fill='#555'>{step['index']}</text>" for step in trail]
-    out.append(f"<text x='{(frame.left + frame.width - frame.right) / 2:.0f}' y='{frame.height - 8}' "
-               "text-anchor='middle' fill='#333'>"
-               "evaluation (trail step); colour = paired verdict vs the reference</text>")
-    return out
+def _trail_legend(ax, ref_score) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=COLORS[v], label=v)
+               for v in ("regressed", "same", "improved", "inconclusive", "unresolved")]
+    handles.append(Line2D([], [], ls="", marker="s", color=COLORS[None], label="reference-backend run"))
+    if ref_score is not None:
+        handles.append(Line2D([], [], ls="--", color="#7f8c8d", label=f"reference score {ref_score:.1f}"))
+    return handles
 
 
-def _svg_legend(frame: _TrailFrame) -> list[str]:
-    """One coloured dot per verdict along the top of the plot."""
-    out, legend_x = [], frame.left + 4
-    for verdict in ("regressed", "same", "improved", "inconclusive", "unresolved"):
-        out.append(f"<circle cx='{legend_x + 4}' cy='{frame.top + 10}' r='4' fill='{COLORS[verdict]}'/>"
-                   f"<text x='{legend_x + 11}' y='{frame.top + 13}' fill='#333'>{verdict}</text>")
-        legend_x += 12 + 6.5 * len(verdict)
-    return out
-
-
-def _svg_y_axis_title(frame: _TrailFrame) -> list[str]:
-    middle = (frame.top + frame.height - frame.bottom) / 2
-    return [f"<text x='14' y='{middle:.0f}' transform='rotate(-90 14 {middle:.0f})' "
-            "text-anchor='middle' fill='#333'>score</text>"]
-
-
-def trail_svg(trail: list[dict], ref_score) -> str | None:
-    """The bisection trail as an inline SVG chart: one point per evaluation (score), coloured by its
-    paired verdict, squares for reference-backend runs, the reference score dashed, phases marked."""
-    scored = [step for step in trail if step.get("score") is not None]
+def trail_figure(trail: list[dict], ref_score):
+    """The trail as a chart: score per step, coloured by its paired verdict, squares for reference-backend
+    runs, phases as shaded bands named on top, the reference score dashed; legend below the axes."""
+    scored = [s for s in trail if s.get("score") is not None]
     if not scored:
         return None
-    frame = _trail_frame(trail, scored, ref_score)
-    opening = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{frame.width}' height='{frame.height}' "
-               f"font-family='sans-serif' font-size='10' role='img' aria-label='bisection trail'>")
-    parts = ([opening] + _svg_grid(frame) + _svg_phase_marks(frame, trail) + _svg_reference_line(frame, ref_score)
-             + _svg_points(frame, scored) + _svg_x_axis(frame, trail) + _svg_legend(frame)
-             + _svg_y_axis_title(frame) + ["</svg>"])
-    return "".join(parts)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.38 * len(trail) + 3), 3.8), layout="constrained")
+    for k, (phase, first, last) in enumerate(_phase_spans(trail)):
+        ax.axvspan(first - 0.5, last + 0.5, color="#f2f2f2" if k % 2 else "#ffffff", zorder=0)
+        ax.annotate(phase if phase in ("search", "ladder") else f"P{phase}", ((first + last) / 2, 1.0),
+                    xycoords=("data", "axes fraction"), xytext=(0, 3), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=8, color="#555")
+    ax.plot([s["index"] for s in scored], [s["score"] for s in scored], color="#ccc", lw=1, zorder=1)
+    for s in scored:
+        ax.plot(s["index"], s["score"], ls="", marker="s" if s.get("diff_base") == "reference" else "o", ms=7,
+                color=COLORS.get(s.get("verdict"), COLORS[None]), zorder=2)
+    if ref_score is not None:
+        ax.axhline(ref_score, color="#7f8c8d", ls="--", lw=1, zorder=1)
+    ax.set_xlim(0.5, max(s["index"] for s in trail) + 0.5)
+    ax.set_xticks([s["index"] for s in trail])
+    ax.tick_params(labelsize=8)
+    ax.set_xlabel("trail step (the numbers of the trail table)", fontsize=9)
+    ax.set_ylabel("score (%)", fontsize=9)
+    fig.legend(handles=_trail_legend(ax, ref_score), loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    return fig
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.verdict{font-size:1.15em;padding:.7em 1em;border-radius:6px;background:#f6f6f6;border-left:6px solid #c0392b}
-.same{border-left-color:#27ae60}.inconclusive{border-left-color:#e67e22}.harness_suspect{border-left-color:#8e44ad}
-table{border-collapse:collapse;font-size:.85em;margin:.6em 0}td,th{border:1px solid #ddd;padding:3px 6px;
-vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.85em;background:#f7f7f7}pre{padding:.6em;overflow-x:auto}
-.v-regressed{color:#c0392b;font-weight:600}.v-same{color:#27ae60}.v-inconclusive{color:#e67e22}
-.v-unresolved{color:#7f8c8d}img{max-width:100%}"""
-
-
-def _embed_png(path) -> str | None:
-    from pathlib import Path
-
-    p = Path(path)
-    if not p.is_file():
+def subject_figure(rows: list[dict], labels: tuple[str, str], chance: float | None = 25.0):
+    """Per-subject accuracy of both backends, in the order of the Phase-5 table (largest loss first, at
+    the top), with the candidate's change beside it; legend below the axes."""
+    if not rows:
         return None
-    return "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii")
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, max(2.8, 0.34 * len(rows) + 1.6)), sharey=True,
+                                   width_ratios=[2, 1], layout="constrained")
+    y = list(range(len(rows)))
+    ax1.barh([v - 0.2 for v in y], [r["ref_acc"] for r in rows], height=0.4, color="#7f8c8d", label=labels[0])
+    ax1.barh([v + 0.2 for v in y], [r["cand_acc"] for r in rows], height=0.4, color="#c0392b", label=labels[1])
+    if chance:
+        ax1.axvline(chance, color="#333", ls=":", lw=1, label=f"chance {chance:g}%")
+    ax1.set_yticks(y, [r["subject"] for r in rows], fontsize=8)
+    ax1.set_xlim(0, 100)
+    ax1.set_xlabel("accuracy (%)", fontsize=9)
+    ax1.invert_yaxis()
+    ax2.barh(y, [r["diff"] for r in rows], color=["#c0392b" if r["diff"] < 0 else "#27ae60" for r in rows])
+    ax2.axvline(0, color="black", lw=0.8)
+    ax2.set_xlabel(f"{labels[1]} - {labels[0]} (points)", fontsize=9)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    return fig
+
+
+# -- the search as a tree --------------------------------------------------------------------------
+def search_tree(search: dict | None, trail: list[dict]) -> list[dict]:
+    """The search's probes as nested nodes ``{text, outcome, verdict, score, n, children}``: each probe
+    hangs under the latest earlier probe whose knobs include all of its own (the full config at the
+    root), which is how group testing halves a failing set."""
+    if not search or not search.get("probes"):
+        return []
+    by_purpose = {}
+    for step in trail:
+        if step.get("phase") == "search":
+            by_purpose.setdefault(step.get("purpose"), step)
+    root = {"text": f"full config ({len(search.get('knobs') or [])} knobs searched)", "outcome": "fail",
+            "verdict": "regressed", "score": None, "n": None, "step": None, "on": set(search.get("knobs") or []),
+            "children": []}
+    placed = [root]
+    for probe in search["probes"]:
+        on = set(probe["on"])
+        parent = next((p for p in reversed(placed) if on < p["on"]), root)
+        step = by_purpose.get(probe["purpose"]) or {}
+        node = {"text": probe["purpose"], "outcome": probe["outcome"], "verdict": step.get("verdict"),
+                "score": step.get("score"), "n": step.get("n"), "step": step.get("index"), "on": on,
+                "children": []}
+        parent["children"].append(node)
+        placed.append(node)
+    return [root]
+
+
+# -- links to the files the report mentions ------------------------------------------------------
+class FileLinker:
+    """Turns mentions of existing files into relative links from the run directory: every file and
+    directory under it (``repro/command.sh``, ``breakdown/``; a bare word such as "decisive" is not a
+    mention), and absolute paths that exist (graph dumps, nested reports, the default.yaml in force)."""
+
+    ABSOLUTE = r"/(?:[\w.+\-]+/)*[\w.+\-]+/?"
+
+    def __init__(self, run_dir: Path | None, promised=()):
+        """``promised``: run-directory files written after the page (summary.json, report.html itself)."""
+        self.run_dir = Path(run_dir).resolve() if run_dir else None
+        self.promised = {str(p).rstrip("/") for p in promised}
+        known = sorted(set(self._walk() if self.run_dir else []) | self.promised, key=len, reverse=True)
+        alternatives = [re.escape(k) for k in known] + [self.ABSOLUTE]
+        self.pattern = re.compile(rf"(?<![\w.\-/])({'|'.join(alternatives)})(?![\w\-/])")
+
+    def _walk(self) -> list[str]:
+        out = []
+        for path in sorted(self.run_dir.rglob("*")):
+            if len(out) >= MAX_LINKED_FILES:
+                break
+            rel = path.relative_to(self.run_dir).as_posix()
+            if path.is_dir():
+                out += [rel + "/"] + ([rel] if "/" in rel else [])
+            elif "/" in rel or "." in rel:
+                out.append(rel)
+        return out
+
+    def href(self, path: str) -> str | None:
+        """The relative link for a mentioned path, or None when it does not exist."""
+        if self.run_dir is None:
+            return None
+        target = Path(path) if path.startswith("/") else self.run_dir / path
+        if path.rstrip("/") in self.promised:
+            return path
+        try:
+            if not target.exists():
+                return None
+        except OSError:
+            return None
+        rel = Path(os.path.relpath(target, self.run_dir)).as_posix()
+        return rel + ("/" if target.is_dir() and not rel.endswith("/") else "")
+
+    def linkify(self, escaped: str) -> str:
+        """``escaped`` (HTML-escaped text) with every existing path in it wrapped in a link."""
+        if self.run_dir is None:
+            return escaped
+
+        def repl(m):
+            text = m.group(1)
+            path = text.rstrip(".,;:")  # the end of a sentence is not part of the path
+            href = self.href(html.unescape(path))
+            if href is None:
+                return text
+            return f"<a href='{html.escape(href, quote=True)}'>{path}</a>{text[len(path):]}"
+
+        return self.pattern.sub(repl, escaped)
+
+    def key_files(self) -> list[dict]:
+        return [{"href": href, "label": label} for path, label in KEY_FILES if (href := self.href(path))]
+
+
+def render_markdown_html(text: str, linker: FileLinker) -> str:
+    """report.md as HTML (markdown-it-py, CommonMark plus tables): tables scroll sideways instead of
+    cutting lines, and mentioned files become links."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    rules = md.renderer.rules
+    rules["text"] = lambda tokens, i, *_: linker.linkify(html.escape(tokens[i].content, quote=False))
+    rules["code_inline"] = lambda tokens, i, *_: (
+        "<code>" + linker.linkify(html.escape(tokens[i].content, quote=False)) + "</code>")
+    rules["fence"] = lambda tokens, i, *_: (
+        "<pre><code>" + linker.linkify(html.escape(tokens[i].content, quote=False)) + "</code></pre>\n")
+    rules["table_open"] = lambda *_: "<div class='table'><table>\n"
+    rules["table_close"] = lambda *_: "</table></div>\n"
+    body = md.render(text)
+    # sections get ids for the table of contents
+    return re.sub(r"<h2>(.*?)</h2>", lambda m: f"<h2 id='{_slug(m.group(1))}'>{m.group(1)}</h2>", body)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", re.sub(r"<[^>]+>", "", text).lower()).strip("-")
+
+
+# -- the page ------------------------------------------------------------------------------------
+def _template():
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(Path(__file__).parent)), autoescape=select_autoescape(["j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2")
+
+
+def _scores_line(s: dict) -> str:
+    scores, inp = s.get("scores") or {}, s["inputs"]
+    if scores.get("reference") is None:
+        return ""
+    cand = "-" if scores.get("candidate") is None else f"{scores['candidate']:.1f}"
+    return (f"reference {inp['backend_ref']} {scores['reference']:.1f} vs candidate {inp['backend']} {cand} on "
+            f"{scores.get('n')} paired samples" + (f"; Phase-2 pattern: {s['label']}" if s.get("label") else ""))
+
+
+def _body_markdown(s: dict, markdown_text: str) -> str:
+    """report.md without its verdict section (the page shows the verdict above)."""
+    from harness.bisect.report.markdown import SECTIONS
+
+    head = "\n".join(SECTIONS[0](s))
+    return markdown_text[len(head):] if head and markdown_text.startswith(head) else markdown_text
 
 
 def render_html(s: dict, markdown_text: str, run_dir=None) -> str:
-    e = html.escape
-    inp = s["inputs"]
-    ph = s["phases"]
-    rows = (ph.get("5") or {}).get("per_subject") or []
-    subj = None
-    png = (s.get("files") or {}).get("breakdown:breakdown.png")
-    if png and run_dir is not None:
-        subj = _embed_png(f"{run_dir}/{png}")  # Phase 5's own plot, embedded
-    if subj is None:
-        subj = subject_plot(rows, (inp["backend_ref"], inp["backend"]))
-    trail = trail_svg(s["trail"], (s.get("scores") or {}).get("reference"))
-    verdict_class = "same" if s["verdict"] == "same" else s["outcome"]
-    H = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-         f"<title>bisect: {e(str(inp['model']))} {e(inp['task'])}</title><style>{CSS}</style></head><body>",
-         f"<h1>AD accuracy bisect: {e(str(inp['model']).rstrip('/').split('/')[-1])} on {e(inp['task'])}</h1>",
-         f"<div class='verdict {e(verdict_class)}'><b>{e(s['verdict'].upper())}</b> - {e(s['headline'])}</div>"]
-    if s.get("culprits"):
-        H.append("<ul>" + "".join(
-            f"<li>culprit ({'only together' if c['kind'] == 'interaction' else 'alone'}): <b>{e(', '.join(c['describe']))}</b>"
-            f" - {'confirmed both ways' if c.get('confirmed') else 'not confirmed'}</li>" for c in s["culprits"]) + "</ul>")
-    H.append("<h2>Next steps</h2><ol>" + "".join(f"<li>{e(x)}</li>" for x in s.get("next_steps") or []) + "</ol>")
-    if trail:
-        H.append(f"<h2>Bisection trail</h2>{trail}")
-    if subj:
-        H.append(f"<h2>Per-subject accuracy</h2><img alt='per-subject accuracy' src='{subj}'>")
-    H.append("<h2>Trail</h2><table><tr><th>#</th><th>phase</th><th>step</th><th>verdict</th><th>score</th>"
-             "<th>n</th><th>config change</th></tr>")
-    for t in s["trail"]:
-        diff = "<br>".join(e(d) for d in (t.get("config_diff") or [])[:8]) or e(f"= {t.get('diff_base') or ''}")
-        if t.get("diff_base") == "reference":
-            diff = e(f"{t.get('backend')} (reference backend)")
-        v = t.get("verdict") or "-"
-        score = "-" if t.get("score") is None else f"{t['score']:.1f}"
-        H.append(f"<tr><td>{t['index']}</td><td>{e(t['phase'])}</td><td>{e(t['purpose'])}</td>"
-                 f"<td class='v-{e(v)}'>{e(v)}</td><td>{score}</td><td>{t.get('n') or '-'}</td><td><code>{diff}</code></td></tr>")
-    H.append("</table>")
-    H.append("<h2>Full report</h2><pre>" + e(markdown_text) + "</pre>")
-    H.append("</body></html>")
-    return "\n".join(H)
+    """The page for summary ``s`` and its report.md text; ``run_dir`` resolves the links (without it,
+    no links)."""
+    from markupsafe import Markup
+
+    from harness.bisect.report.markdown import OUTCOME_TITLE, culprit_text
+
+    inp, phases = s["inputs"], s["phases"]
+    linker = FileLinker(run_dir, promised=(s.get("files") or {}).values())
+    body = render_markdown_html(_body_markdown(s, markdown_text), linker)
+    toc = [{"id": _slug(m), "title": re.sub(r"<[^>]+>", "", m)} for m in re.findall(r"<h2[^>]*>(.*?)</h2>", body)]
+    rows = (phases.get("5") or {}).get("per_subject") or []
+    return _template().render(
+        model=Path(str(inp["model"]).rstrip("/")).name, task=inp["task"], verdict=s["verdict"],
+        outcome=s["outcome"], outcome_title=OUTCOME_TITLE.get(s["outcome"], s["outcome"]), headline=s["headline"],
+        scores=_scores_line(s),
+        culprits=[{"text": culprit_text(c), "confirmed": c.get("confirmed")} for c in s.get("culprits") or []],
+        key_files=linker.key_files(),
+        trail_png=_png(trail_figure(s["trail"], (s.get("scores") or {}).get("reference"))),
+        subject_png=_png(subject_figure(rows, (inp["backend_ref"], inp["backend"]))),
+        subject_comparison=(phases.get("5") or {}).get("comparison"),
+        tree=search_tree(phases.get("search"), s["trail"]), strategy=(phases.get("search") or {}).get("strategy"),
+        toc=toc, body=Markup(body), colors=COLORS, outcome_class=OUTCOME_CLASS)

@@ -53,16 +53,26 @@ def _trail_table(trail: list[dict], ref_score) -> list[str]:
 # one function per report section, each returning its lines (empty when the section is absent)
 
 
+def culprit_text(culprit: dict) -> str:
+    """One culprit group in words: the knobs, what they switch on with them, and how they fail
+    (a single knob, or a group that regresses only together). A knob that requires another (e.g.
+    fuse_allreduce_* and world_size) is named with its requirement, never beside it as a co-culprit."""
+    names = " + ".join(culprit.get("knobs") or culprit["describe"])
+    extra = []
+    if culprit.get("with"):
+        extra.append(f"switched on with {', '.join(culprit['with'])}, which it requires and which alone does not "
+                     "regress")
+    if culprit.get("switches"):
+        extra.append(f"switches {', '.join(culprit['switches'])} with it")
+    if culprit["kind"] == "interaction":
+        extra.append("regress only together")
+    return names + (f" ({'; '.join(extra)})" if extra else "")
+
+
 def _culprit_line(culprit: dict) -> str:
     confirmation = {True: "confirmed both ways", False: "NOT confirmed",
                     None: "not confirmed"}[culprit.get("confirmed")]
-    extra = ""
-    if culprit.get("with"):
-        extra += f" (with {', '.join(culprit['with'])})"
-    if culprit.get("switches"):
-        extra += f" (switches {', '.join(culprit['switches'])})"
-    kind = "regress only together" if culprit["kind"] == "interaction" else "alone"
-    return f"- culprit ({kind}): **{', '.join(culprit['describe'])}**{extra} - {confirmation}"
+    return f"- culprit: **{culprit_text(culprit)}** - {confirmation}; " + "; ".join(culprit["describe"])
 
 
 def _verdict_section(s: dict) -> list[str]:
@@ -122,10 +132,10 @@ def _phase0_section(s: dict) -> list[str]:
 def _phase2_lines(phase2: dict) -> list[str]:
     if phase2.get("label"):
         detail = phase2.get("detail") or {}
-        lines = ["", f"Phase-2 pattern: **{phase2['label']}** - {detail.get('title', '')}"]
+        lines = ["", f"Phase-2 pattern: **{phase2['label']}** - {detail.get('title', '')}", ""]
         if detail.get("root_cause"):
-            lines.append(f"Likely root cause: {detail['root_cause']}")
-        lines.append(f"Next step (method phase {detail.get('phase', '-')}): {phase2.get('next_step')}")
+            lines.append(f"- likely root cause: {detail['root_cause']}")
+        lines.append(f"- next step (method phase {detail.get('phase', '-')}): {phase2.get('next_step')}")
         return lines
     if phase2.get("note"):
         return ["", f"Phase-2 pattern: - ({phase2['note']})"]
@@ -379,7 +389,13 @@ def _environment_section(s: dict) -> list[str]:
 
 
 def _files_section(s: dict) -> list[str]:
-    return ["## Files", ""] + [f"- `{path}` ({role})" for role, path in s["files"].items()] + [""]
+    lines = ["## Files", ""] + [f"- `{path}` ({role})" for role, path in s["files"].items()]
+    dumps = (s.get("run") or {}).get("dump_graphs_dir")
+    if dumps:  # the runner gives every evaluation AD_DUMP_GRAPHS_DIR=<dir>/<first 16 of its cache key>
+        lines += [f"- `{dumps}` (graph dumps, one directory per evaluation):"]
+        lines += [f"  - step {t['index']}: `{dumps.rstrip('/')}/{t['cache_key'][:16]}`" for t in s["trail"]
+                  if t.get("cache_key") and t.get("diff_base") != "reference"]
+    return lines + [""]
 
 
 SECTIONS = (_verdict_section, _next_steps_section, _phase0_section, _phases_1_2_section, _did_it_apply_section,
