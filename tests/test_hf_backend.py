@@ -198,7 +198,7 @@ def test_diagnose_on_demo_model(tmp_path):
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "=== first prompt (mmlu/" in text and "\nAnswer:\n=== end of first prompt ===" in text
-    assert "id" in text and "reference" in text and "correct" in text
+    assert "id" in text and "gold" in text and "correct" in text
     assert "accuracy:" in text and "95% Wilson interval" in text
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert f"run directory: {run_dir}" in text
