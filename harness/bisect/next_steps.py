@@ -101,7 +101,7 @@ def localization_steps(loc: dict | None) -> list[str]:
         where = first["module"] + (f" (layer {first['layer']})" if first.get("layer") is not None else "")
         if first.get("kind") == "isolated":
             steps.append(f"Layer-wise: {suspect} first leaves the noise band at {where}, which introduces the error "
-                         "on the reference's own inputs (every module before it matches): compare that module's "
+                         "on the reference's own inputs (no module before it does): compare that module's "
                          "kernel with the unfused reference ops on the captured inputs (method Phase 4; "
                          f"{loc.get('plot') or 'the localization table'}).")
         else:

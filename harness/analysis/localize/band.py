@@ -81,6 +81,6 @@ def describe(first: dict | None, rows: list[dict], control_label: str | None) ->
                                     else f" ({first['role']})")
     if first["kind"] == "isolated":
         return (f"first divergence: {where}: fed the reference's inputs it gives {rel}, against {measured} "
-                f"({first['band']:.3g}); every module before it stays inside the band")
+                f"({first['band']:.3g}); no module before it introduces an error")
     return (f"first divergence (propagated): {where}: {rel} end to end against {measured} ({first['band']:.3g}); "
             "no module introduces it on the reference's inputs, so it enters between modules")

@@ -94,10 +94,11 @@ def diff_dumps(before: Dump, after: Dump) -> dict:
         added.update(n.target for n in new)
         groups = _groups(gone)
         for node in new:
-            if len(rewritten) < SHOWN:
-                src = sorted({t for g in groups if set(node.inputs) & g["reads"] for t in g["targets"]})
-                rewritten.append({"graph_module": gm, "node": node.name, "op": node.target, "inputs": node.inputs,
-                                  "source_ops": src})
+            src = sorted({t for g in groups if set(node.inputs) & g["reads"] for t in g["targets"]})
+            rewritten.append({"graph_module": gm, "node": node.name, "op": node.target, "inputs": node.inputs,
+                              "source_ops": src})
+    # the nodes that replaced something first (a getitem of a new node reads nothing removed)
+    rewritten = sorted(rewritten, key=lambda w: not w["source_ops"])[:SHOWN]
     return {"before": Path(before.path).name, "after": Path(after.path).name, "transform": after.transform,
             "stage": after.stage, "nodes_before": sum(map(len, before.modules.values())),
             "nodes_after": sum(map(len, after.modules.values())), "removed": dict(removed.most_common()),
