@@ -173,3 +173,26 @@ def test_an_error_no_module_introduces_is_reported_where_it_first_shows_propagat
     rows = band.annotate([_row("a", 0, 0.0, 0.0), _row("b", 1, 0.002, 0.002), _row("c", 2, math.inf, 0.6)],
                          band.bands(control))
     assert band.first_divergence(rows)["module"] == "c"  # non-finite always leaves the band
+
+
+def test_weight_check_names_a_wrong_block_scale_among_correct_layers():
+    """A block of one layer dequantized with the wrong scale (x4): far outside the other layers' quantization
+    error, named as a block-scale error (the tensor is still mostly right, so the cosine stays well above 0)."""
+    import torch
+
+    from harness.analysis.localize.weights import compare_weights
+
+    gen = torch.Generator().manual_seed(0)
+    ref = {f"model.layers.{i}.mlp.down_proj": {"weight": torch.randn(64, 64, generator=gen), "kind": "dense",
+                                                "scale": None} for i in range(6)}
+    cand = {}
+    for name, entry in ref.items():  # a correct quantization: about 1 % relative error per element
+        w = entry["weight"] * (1 + 0.01 * torch.randn(64, 64, generator=gen))
+        cand[name] = {"weight": w, "kind": "fp8 kernel", "scale": 0.02}
+    bad = "model.layers.3.mlp.down_proj"
+    cand[bad]["weight"] = cand[bad]["weight"].clone()
+    cand[bad]["weight"][:16, :16] *= 4.0
+    out = compare_weights(ref, cand)
+    assert out["flagged"] == [bad] and out["quantized_layers"] == 6
+    row = next(r for r in out["layers"] if r["module"] == bad)
+    assert "block-scale" in row["suspect"] and 0.3 < row["cosine"] < 0.98
