@@ -94,6 +94,9 @@ def test_bisect_trtllm_pt_vs_ad_names_the_faulty_transform(tmp_path):
     assert diff["transform"] == "fuse_rmsnorm" and diff["changed"]
     assert any(op.endswith("_rms_norm.default") for op in diff["added"]) and "aten.rsqrt.default" in diff["removed"]
     assert "## Phase 4 - first divergence inside the culprit" in report and f"- fuse_rmsnorm ({diff['before']}" in report
+    # the next steps use it: the rewrite found replaces the advice to go and dump the graphs
+    assert summary["next_steps"][0].startswith("Graph dumps: fuse_rmsnorm rewrote")
+    assert not any(s.startswith("Dump the graph around the transform") for s in summary["next_steps"])
 
 
 @pytest.mark.slow

@@ -168,7 +168,8 @@ def no_capture_note(ctx: BisectContext) -> str:
     from harness.backends import capabilities
 
     which = [b for b in (ctx.inp.backend_ref, ctx.inp.backend) if not capabilities(b).supports_activation_capture]
-    return (f"layer-wise comparison not available: {', '.join(which)} does not run the model's modules in this "
+    verb = "does" if len(which) == 1 else "do"
+    return (f"layer-wise comparison not available: {', '.join(which)} {verb} not run the model's modules in this "
             "process (activations cannot be captured at module boundaries); see the graph view")
 
 

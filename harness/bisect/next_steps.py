@@ -93,9 +93,9 @@ def phase4_findings(phases: dict) -> list[str]:
 
 def localization_steps(loc: dict | None) -> list[str]:
     """What the layer-wise comparison, the weight check and the graph view found (harness/bisect/localize_step.py)."""
-    if not loc or not loc.get("ran"):
+    if not loc:
         return []
-    steps, first = [], loc.get("first_divergence")
+    steps, first = [], loc.get("first_divergence") if loc.get("ran") else None
     suspect = loc.get("candidate") or "the candidate"
     if first:
         where = first["module"] + (f" (layer {first['layer']})" if first.get("layer") is not None else "")
@@ -108,7 +108,7 @@ def localization_steps(loc: dict | None) -> list[str]:
             steps.append(f"Layer-wise: the error first shows at {where} end to end, but no module introduces it on "
                          "the reference's inputs: look at what runs between modules there (residual adds, masks, "
                          "position ids, the order of fused ops).")
-    elif loc.get("modules"):
+    elif loc.get("ran") and loc.get("modules"):
         steps.append(f"Layer-wise: {suspect} stays inside the noise band at every module on the compared prompts: "
                      "the difference is in what no captured module computes (sampling, the KV cache over decode "
                      "steps), or needs other prompts.")
@@ -121,8 +121,18 @@ def localization_steps(loc: dict | None) -> list[str]:
         if diff.get("changed"):
             ops = ", ".join(f"{op} x{n}" for op, n in list(diff["added"].items())[:3])
             steps.append(f"Graph dumps: {diff['transform']} rewrote {sum(diff['removed'].values())} node(s) into "
-                         f"{ops} ({diff['before']} -> {diff['after']}).")
+                         f"{ops} ({diff['before']} -> {diff['after']}): check that fused kernel against the unfused "
+                         "ops it replaced on the same inputs (method Phase 4, ad-graph-dump).")
     return steps
+
+
+GRAPH_DUMP_STEP = CATEGORY_STEPS["fusion"][0]
+
+
+def _done(steps: list[str], loc: dict | None) -> list[str]:
+    """``steps`` without the advice to dump the graphs once the localization diffed them."""
+    diffed = any(d.get("changed") for d in ((loc or {}).get("graph") or {}).get("diffs") or [])
+    return [s for s in steps if not (diffed and s == GRAPH_DUMP_STEP)]
 
 
 def prescribe(state: BisectState) -> list[str]:
@@ -131,4 +141,5 @@ def prescribe(state: BisectState) -> list[str]:
     ladder = (state.phases.get("ladder") or {}).get("finding")
     first = [f"Core-path ladder: {ladder}"] if ladder else []  # the most specific finding of a core-path run
     first += localization_steps(state.localization)
-    return first + next_steps(state.outcome or "unexplained", state.culprits, label_step, phase4_findings(state.phases))
+    return first + _done(next_steps(state.outcome or "unexplained", state.culprits, label_step,
+                                    phase4_findings(state.phases)), state.localization)

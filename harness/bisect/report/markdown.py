@@ -286,8 +286,10 @@ def _localization_extras(loc: dict) -> list[str]:
     if graph.get("available"):
         lines += ["", f"Graph dumps ({graph.get('dumps')} in `{graph.get('dump_dir')}`):"]
         for d in graph.get("diffs") or []:
-            rewritten = "; ".join(f"`%{w['node']}` = {w['op']} from {', '.join(w['source_ops']) or 'new inputs'}"
-                                  for w in d.get("rewritten") or [])
+            groups: dict = {}  # the rewritten nodes grouped by (new op, the ops it replaced)
+            for w in d.get("rewritten") or []:
+                groups.setdefault((w["op"], ", ".join(w["source_ops"]) or "new inputs"), []).append(f"`%{w['node']}`")
+            rewritten = "; ".join(f"{', '.join(nodes)} = {op} from {src}" for (op, src), nodes in groups.items())
             lines.append(f"- {d['transform']} ({d['before']} -> {d['after']}): removed {_ops(d.get('removed'))}, "
                          f"added {_ops(d.get('added'))}"
                          + (f"; rewritten: {rewritten}" if rewritten else ""))
