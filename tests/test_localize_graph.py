@@ -94,3 +94,10 @@ def test_localize_command_graph_view_without_activation_capture(dumps, tmp_path,
     saved = json.loads((out / "localization.json").read_text())
     assert saved["available"] is False and saved["graph"]["diffs"][0]["added"] == {"auto_deploy.silu_and_mul.default": 2}
     assert main(["localize", "--backend", "trtllm-ad", "--dumps", d]) == 2  # --dumps without --transform
+    capsys.readouterr()
+    # bad input: one line naming the value, the allowed values and the fix; exit 2
+    assert main(["localize", "--backend", "trtllm-ad", "--dumps", d, "--transform", "fuse_rmsnrom"]) == 2
+    err = capsys.readouterr().err
+    assert "'fuse_rmsnrom' has no dump" in err and "fuse_rmsnorm" in err and len(err.strip().splitlines()) == 1
+    assert main(["localize", "--backend", "trtllm-ad", "--dumps", str(tmp_path / "none"), "--transform", "x"]) == 2
+    assert "holds no AD graph dumps" in capsys.readouterr().err

@@ -64,6 +64,8 @@ def run(args) -> int:
         raise HarnessError("--transform needs --dumps DIR (the AD_DUMP_GRAPHS_DIR of a trtllm-ad run)")
     if args.dumps and not args.transform:
         raise HarnessError(f"--dumps {args.dumps!r} needs --transform NAME: the transform whose graph rewrite to show")
+    if args.dumps:
+        _check_dumps(args.dumps, args.transform)
     backend_ref, backend = _backends(args)
     why = _no_capture(backend_ref, backend)
     if why and not args.dumps:
@@ -83,6 +85,22 @@ def run(args) -> int:
 
         result["graph"] = {"available": True, **around(args.dumps, list(args.transform))}
     return report(result, out_dir, args)
+
+
+def _check_dumps(dump_dir: str, transforms: list[str]) -> None:
+    """Bad input before any model loads: no dumps there, or a transform that has no dump."""
+    from harness.analysis.localize.graph_diff import list_dumps
+
+    dumps = list_dumps(dump_dir)
+    if not dumps:
+        raise HarnessError(f"--dumps {dump_dir!r} holds no AD graph dumps (NNN_<stage>_<transform>.txt); pass the "
+                           "AD_DUMP_GRAPHS_DIR of a trtllm-ad run (bisect --dump-graphs DIR writes one per evaluation "
+                           "under DIR)")
+    names = list(dict.fromkeys(d.transform for d in dumps))
+    unknown = [t for t in transforms if t not in names]
+    if unknown:
+        raise HarnessError(f"--transform {unknown[0]!r} has no dump in {dump_dir}; dumped transforms: "
+                           f"{', '.join(names)}. Pass one of these")
 
 
 def _backends(args) -> tuple[str, str]:
