@@ -36,7 +36,7 @@ from harness.bisect.state import BisectState
 
 PROMPTS = 4  # "a handful of the most divergent prompts"
 TIMEOUT = 600.0  # seconds for the whole localization
-VERSION = 1  # of the localization's result: part of its cache key
+VERSION = 2  # of the localization's result: part of its cache key
 PLOT = "localization.png"
 
 

@@ -69,18 +69,19 @@ def first_divergence(rows: list[dict]) -> dict | None:
 
 def describe(first: dict | None, rows: list[dict], control_label: str | None) -> str:
     """One sentence: where the candidate first leaves the noise band, or that it never does."""
-    measured = f"the noise band measured on {control_label}" if control_label else \
-        f"a default band of {DEFAULT_BAND:g} (no reference-like control to measure it on)"
+    source = f"measured on {control_label}" if control_label else "(no reference-like control to measure it on)"
     if first is None:
-        return (f"no module leaves {measured}: over {len(rows)} modules the candidate matches the reference "
+        band = f"the noise band {source}" if control_label else f"a default band of {DEFAULT_BAND:g} {source}"
+        return (f"no module leaves {band}: over {len(rows)} modules the candidate matches the reference "
                 "within the engine pair's noise")
     m = first["metric"]
     rel = "non-finite values" if m.get("nonfinite") or not math.isfinite(m["rel_err"]) else \
         f"relative error {m['rel_err']:.3g} (cosine {m['cosine']:.4f}, max abs {m['max_abs']:.3g})"
     where = f"{first['module']}" + (f" (layer {first['layer']}, {first['role']})" if first["layer"] is not None
                                     else f" ({first['role']})")
+    band = f"{'a noise' if control_label else 'a default'} band of {first['band']:.3g} {source}"
     if first["kind"] == "isolated":
-        return (f"first divergence: {where}: fed the reference's inputs it gives {rel}, against {measured} "
-                f"({first['band']:.3g}); no module before it introduces an error")
-    return (f"first divergence (propagated): {where}: {rel} end to end against {measured} ({first['band']:.3g}); "
+        return (f"first divergence: {where}: fed the reference's inputs it gives {rel}, against {band}; "
+                "no module before it introduces an error")
+    return (f"first divergence (propagated): {where}: {rel} end to end against {band}; "
             "no module introduces it on the reference's inputs, so it enters between modules")
