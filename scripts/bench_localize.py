@@ -11,7 +11,10 @@ ways, in evaluations' worth (divided by the mean evaluation of the same run):
 * ``step``: the localization step's own wall time at the end of the bisect (its worker was started
   when the search began, so the torch imports overlap the search);
 * ``wall_difference``: median bisect wall with minus without (includes that overlap's contention for
-  the CPU, and the run-to-run noise of a shared machine).
+  the CPU, and the run-to-run noise of a shared machine);
+* ``normalized_wall_difference``: the same in each run's own unit, its bisect wall divided by its mean
+  evaluation (the machine's load slows a run's evaluations and its wall alike, so this stays comparable
+  across runs that met different loads; every run makes the same evaluations).
 
     python scripts/bench_localize.py [--repeats 3] [--out reports/bench_localize.json]
 """
@@ -72,12 +75,24 @@ def main(argv=None) -> int:
         rerun_dir = Path(tmp) / "rerun"
         rerun_dir.mkdir()
         rerun = bisect_once(rerun_dir, True, cache=Path(tmp) / "0-1" / "cache")
+    result = summarize(runs, rerun)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("runs", "rerun_from_cache")}, indent=2))
+    return 0
+
+
+def summarize(runs: list[dict], rerun: dict) -> dict:
+    """The cost from the runs (see the module doc)."""
+    for x in runs:
+        x["wall_evaluations"] = round(x["bisect_wall_s"] / x["mean_evaluation_s"], 2)
     with_ = [x for x in runs if x["localize"]]
     without = [x for x in runs if not x["localize"]]
     step_evals = [x["localize_step_s"] / x["mean_evaluation_s"] for x in with_]
     mean_eval = statistics.median(x["mean_evaluation_s"] for x in runs)
     diff = statistics.median(x["bisect_wall_s"] for x in with_) - statistics.median(x["bisect_wall_s"] for x in without)
-    result = {
+    norm = statistics.median(x["wall_evaluations"] for x in with_) - \
+        statistics.median(x["wall_evaluations"] for x in without)
+    return {
         "what": "Phase 4 localization's cost on the default demo bisect (fresh cache, local executor)",
         "command": "python -m harness bisect [--no-localize]",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -89,11 +104,9 @@ def main(argv=None) -> int:
         "localize_step_evaluations_max": round(max(step_evals), 2),
         "wall_difference_s": round(diff, 2),
         "wall_difference_evaluations": round(diff / mean_eval, 2),
+        "normalized_wall_difference_evaluations": round(norm, 2),
         "target_evaluations": 2.0,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k not in ("runs", "rerun_from_cache")}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
