@@ -23,6 +23,7 @@ COMMANDS = {
     "compare": ("compare", "Paired statistics and verdict between two run directories."),
     "classify": ("classify", "Phase 2: label a run's failure pattern, with evidence and the next step."),
     "breakdown": ("breakdown", "Phase 5: per-subject / per-category paired breakdown of two runs."),
+    "localize": ("localize", "Phase 4: where inside the culprit the candidate first leaves the reference (layer-wise)."),
     "fake-quant": ("fake_quant", "Phase 4a: write fake_quant_debug.yaml (quantized-kernel fusions off)."),
     "cache": ("cache", "List or remove cached evaluations (ls | rm)."),
     "regress": ("regress", "Nightly accuracy regression suite: JUnit, summary, history; non-zero on regression."),

@@ -86,6 +86,17 @@ def test_bisect_trtllm_pt_vs_ad_names_the_faulty_transform(tmp_path):
     for d in subdirs:
         names = sorted(f.name for f in d.iterdir())
         assert names[0] == "001_export_export_to_gm.txt" and names[-1].endswith("_compile_compile_model.txt")
+    # Phase 4: AD's model runs in its own workers (no layer-wise comparison); the full run's dumps are diffed
+    # around the culprit transform instead, in summary.json and in the report
+    loc = summary["localization"]
+    assert loc["available"] is False and "not available" in loc["note"]
+    diff = loc["graph"]["diffs"][0]
+    assert diff["transform"] == "fuse_rmsnorm" and diff["changed"]
+    assert any(op.endswith("_rms_norm.default") for op in diff["added"]) and "aten.rsqrt.default" in diff["removed"]
+    assert "## Phase 4 - first divergence inside the culprit" in report and f"- fuse_rmsnorm ({diff['before']}" in report
+    # the next steps use it: the rewrite found replaces the advice to go and dump the graphs
+    assert summary["next_steps"][0].startswith("Graph dumps: fuse_rmsnorm rewrote")
+    assert not any(s.startswith("Dump the graph around the transform") for s in summary["next_steps"])
 
 
 @pytest.mark.slow

@@ -79,9 +79,21 @@ class Backend:
     preload_modules: tuple[str, ...] = ()
     # environment variable through which workers and repro scripts see --default-yaml (or None)
     default_yaml_env: str | None = None
+    # runs the model's own modules in this Python process: activations can be captured at module
+    # boundaries and a module replayed on other inputs (``activations``, harness/backends/activations.py)
+    supports_activation_capture: bool = False
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         raise NotImplementedError
+
+    def activations(self, model: str, config: dict, context: dict | None = None):
+        """The model loaded as ``open`` loads it, wrapped for activation capture: an ``ActivationModel``
+        (harness/backends/activations.py). Only backends with ``supports_activation_capture``."""
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"backend {self.name!r} cannot capture activations at module boundaries (its model "
+                           "does not run in this process); localize with a backend that runs in Python "
+                           "(hf, ad-emulator), or use AD's graph dumps (--dump-graphs)")
 
     def default_yaml(self) -> str | None:
         """Path of the pipeline default.yaml in force (the knob catalogue), or None."""

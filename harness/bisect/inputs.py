@@ -53,6 +53,7 @@ class BisectInputs:
     moe: bool | None = None
     config_notes: list[str] = field(default_factory=list)  # the candidate backend's check_config notes
     reference_protocol: str = "auto"  # harness/bisect/protocol.py
+    localize: bool = True  # Phase 4's layer-wise localization (--no-localize); not part of the run's identity
 
     def identity(self) -> dict:
         """What makes two bisect runs the same run (the run directory name hashes it)."""
@@ -71,7 +72,7 @@ class BisectInputs:
                   "cache_dir": self.cache_dir, "use_cache": self.use_cache, "eval_timeout": self.eval_timeout,
                   "max_parallel": self.max_parallel, "executor": self.executor,
                   "catalogue": getattr(self.catalogue, "source", None), "quant": self.quant, "moe": self.moe,
-                  "reference_protocol": self.reference_protocol})
+                  "reference_protocol": self.reference_protocol, "localize": self.localize})
         return d
 
 
@@ -123,7 +124,8 @@ def resolve_inputs(args) -> BisectInputs:
         ablation=ablation, unquantized_model=unquantized, plugins=cfg.plugins, plugin_transforms=cfg.plugin_transforms,
         aa_repeats=aa_repeats(args.aa_repeats, backend_ref), alpha=args.alpha, min_effect=args.min_effect, executor=args.executor,
         prompt_options=popts, quant=quant, moe=is_moe(model), config_notes=cfg.notes,
-        reference_protocol=getattr(args, "reference_protocol", None) or "auto")
+        reference_protocol=getattr(args, "reference_protocol", None) or "auto",
+        localize=not getattr(args, "no_localize", False))
 
 
 def aa_repeats(requested: int | None, backend_ref: str) -> int:

@@ -91,9 +91,55 @@ def phase4_findings(phases: dict) -> list[str]:
     return extra
 
 
+def localization_steps(loc: dict | None) -> list[str]:
+    """What the layer-wise comparison, the weight check and the graph view found (harness/bisect/localize_step.py)."""
+    if not loc:
+        return []
+    steps, first = [], loc.get("first_divergence") if loc.get("ran") else None
+    suspect = loc.get("candidate") or "the candidate"
+    if first:
+        where = first["module"] + (f" (layer {first['layer']})" if first.get("layer") is not None else "")
+        if first.get("kind") == "isolated":
+            steps.append(f"Layer-wise: {suspect} first leaves the noise band at {where}, which introduces the error "
+                         "on the reference's own inputs (no module before it does): compare that module's "
+                         "kernel with the unfused reference ops on the captured inputs (method Phase 4; "
+                         f"{loc.get('plot') or 'the localization table'}).")
+        else:
+            steps.append(f"Layer-wise: the error first shows at {where} end to end, but no module introduces it on "
+                         "the reference's inputs: look at what runs between modules there (residual adds, masks, "
+                         "position ids, the order of fused ops).")
+    elif loc.get("ran") and loc.get("modules"):
+        steps.append(f"Layer-wise: {suspect} stays inside the noise band at every module on the compared prompts: "
+                     "the difference is in what no captured module computes (sampling, the KV cache over decode "
+                     "steps), or needs other prompts.")
+    weights = loc.get("weights") or {}
+    if weights.get("flagged"):
+        sus = next((r.get("suspect") for r in weights.get("layers") or [] if r.get("flagged")), None)
+        steps.append(f"Weights (method Phase 4a step 2): {len(weights['flagged'])} linear layer(s) dequantize far from "
+                     f"the reference, first {weights['flagged'][0]}: {sus}.")
+    for diff in (loc.get("graph") or {}).get("diffs") or []:
+        if diff.get("changed"):
+            ops = ", ".join(f"{op} x{n}" for op, n in list(diff["added"].items())[:3])
+            steps.append(f"Graph dumps: {diff['transform']} rewrote {sum(diff['removed'].values())} node(s) into "
+                         f"{ops} ({diff['before']} -> {diff['after']}): check that fused kernel against the unfused "
+                         "ops it replaced on the same inputs (method Phase 4, ad-graph-dump).")
+    return steps
+
+
+GRAPH_DUMP_STEP = CATEGORY_STEPS["fusion"][0]
+
+
+def _done(steps: list[str], loc: dict | None) -> list[str]:
+    """``steps`` without the advice to dump the graphs once the localization diffed them."""
+    diffed = any(d.get("changed") for d in ((loc or {}).get("graph") or {}).get("diffs") or [])
+    return [s for s in steps if not (diffed and s == GRAPH_DUMP_STEP)]
+
+
 def prescribe(state: BisectState) -> list[str]:
     """The run's next steps, from its outcome, culprits, Phase-2 label and Phase 4 findings."""
     label_step = (state.phases.get("2") or {}).get("next_step")
     ladder = (state.phases.get("ladder") or {}).get("finding")
     first = [f"Core-path ladder: {ladder}"] if ladder else []  # the most specific finding of a core-path run
-    return first + next_steps(state.outcome or "unexplained", state.culprits, label_step, phase4_findings(state.phases))
+    first += localization_steps(state.localization)
+    return first + _done(next_steps(state.outcome or "unexplained", state.culprits, label_step,
+                                    phase4_findings(state.phases)), state.localization)

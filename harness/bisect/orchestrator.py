@@ -11,6 +11,8 @@
          culprits regresses
     4a   quantized model or config (``quantization``): fake-quant mode, unquantized baseline
     4c   world_size > 1 (``world_size``): ladder 1, 2, N and allreduce_strategy NCCL
+    4    localize the first divergence inside the culprit (``localize_step``): layer-wise
+         comparison at module boundaries and AD's graph dumps; its worker starts with the search
     5    per-subject breakdown of the decisive comparison (``breakdown``), started in the
          background when the search is about to run
          then the next steps (``next_steps``)
@@ -32,6 +34,7 @@ from harness.bisect.confirm import confirm_culprits
 from harness.bisect.context import BisectContext
 from harness.bisect.core_path import run_core_ladder
 from harness.bisect.isolate import prune_no_effect, search_knobs, strip_to_minimal
+from harness.bisect.localize_step import Localizer
 from harness.bisect.next_steps import prescribe
 from harness.bisect.oracle import Step
 from harness.bisect.plan import Plan
@@ -99,11 +102,16 @@ class Bisector:
             per_subject_breakdown(ctx, state)
             return self.finish()
         background = BackgroundBreakdown.start(ctx, state)
-        self.isolate()
-        if self.plan.quantized:
-            check_quantization(ctx, state)
-        if self.plan.world_size > 1:
-            check_world_size(ctx, state)
+        localizer = Localizer.start(ctx, state)
+        try:
+            self.isolate()
+            if self.plan.quantized:
+                check_quantization(ctx, state)
+            if self.plan.world_size > 1:
+                check_world_size(ctx, state)
+            localizer.run()
+        finally:
+            localizer.close()
         per_subject_breakdown(ctx, state, background)
         return self.finish()
 

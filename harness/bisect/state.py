@@ -30,6 +30,8 @@ class BisectState:
     # how this run executed, not what it found (e.g. Phase 5 in the background or inline): summary.json's
     # ``run`` section, which a rerun from the store may change
     run_notes: dict = field(default_factory=dict)
+    # Phase 4, automated (harness/bisect/localize_step.py): the first divergence inside the culprit
+    localization: dict = field(default_factory=dict)
 
     def conclude(self, outcome: str, headline: str) -> None:
         self.outcome, self.headline = outcome, headline

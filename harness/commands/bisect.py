@@ -8,7 +8,7 @@ finished evaluation and writes the same summary.
 Writes <out>/bisect-<model>-<task>-<hash>/: report.md, report.html, summary.json (schema:
 harness/bisect/report/SCHEMA.md), samples.jsonl and decisive/ (the decisive comparison), repro/
 (minimal_failing.yaml, confirming.yaml, command.sh), fake_quant_debug.yaml when Phase 4a ran,
-breakdown/ (Phase 5).
+localization.png when Phase 4's layer-wise localization ran, breakdown/ (Phase 5).
 
 Exit status: 0 when the bisect completed, whatever the verdict (regressed, same, inconclusive,
 unresolved or a suspect harness: read summary.json "verdict"); 2 on bad input (unknown knob or
@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (phases, knobs, worst-case evaluations) "
                    "and exit without evaluating")
+    p.add_argument("--no-localize", action="store_true", help="skip Phase 4's localization of the first divergence "
+                   "inside the culprit (layer-wise comparison, weight check, graph-dump diff; on by default after a "
+                   "confirmed culprit or when the minimal config still regresses)")
     p.add_argument("--dump-graphs", default=None, metavar="DIR", help="trtllm-ad: AD_DUMP_GRAPHS_DIR for every "
                    "evaluation, a fresh subdirectory DIR/<key> each (AD deletes that directory first); the path is "
                    "in each evaluation's info")

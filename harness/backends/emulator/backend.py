@@ -116,6 +116,7 @@ class EmulatorBackend(Backend):
     needs_local_model = True
     preload_modules = TORCH_STACK + ("harness.backends.hf.backend", "harness.backends.hf.generate",
                                      "harness.backends.emulator.backend")
+    supports_activation_capture = True
 
     def catalogue(self, default_yaml: str, user: dict, plugins: list[str]):
         from harness.backends.emulator.pipeline import build_catalogue
@@ -160,6 +161,13 @@ class EmulatorBackend(Backend):
         from harness.backends.emulator.noise import profile
 
         return {**super().version_key(), "ad-emulator": EMULATOR_VERSION, "engine_noise_profile": profile()}
+
+    def activations(self, model: str, config: dict, context: dict | None = None):
+        """The transformed model with its noise hooks, eager (harness/backends/emulator/activations.py)."""
+        from harness.backends.emulator.activations import EmulatorActivations
+
+        mdl, tok, _, _, _ = load_transformed(model, config, list((context or {}).get("plugins") or []))
+        return EmulatorActivations(mdl, tok)
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         plugins = list((context or {}).get("plugins") or [])

@@ -163,6 +163,12 @@ class FP8Linear(nn.Module):
         self.weight_u8 = (w / s).to(FP8).view(torch.uint8)
         self.weight_scale = _misaligned(s, block) if misalign else s
 
+    def kernel_weight(self) -> torch.Tensor:
+        """The weight this kernel multiplies with, float32: its reading of the bytes (``reinterpret``)
+        dequantized the way it applies the scale (``dequant``); for a per-tensor scale applied after the
+        GEMM this is the same product."""
+        return self._apply_scale(self.weight_fp8().to(torch.float32), self.weight_scale)
+
     def _apply_scale(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if self.dequant == "none":
             return t

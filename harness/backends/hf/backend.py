@@ -117,6 +117,13 @@ class HFBackend(Backend):
     takes_ad_config = False
     needs_local_model = True
     preload_modules = TORCH_STACK + ("harness.backends.hf.backend", "harness.backends.hf.generate")
+    supports_activation_capture = True
+
+    def activations(self, model: str, config: dict, context: dict | None = None):
+        from harness.backends.activations import ActivationModel
+
+        mdl, tok, _ = load_model_and_tokenizer(model, device="cpu")
+        return ActivationModel(mdl, tok)
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         mdl, tok, device = load_model_and_tokenizer(model)

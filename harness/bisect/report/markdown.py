@@ -253,6 +253,87 @@ def _phase6_section(s: dict) -> list[str]:
     return lines
 
 
+def _err(metric: dict | None, key: str = "rel_err", nd: int = 3) -> str:
+    """A metric value for a table cell: "-" when absent, "non-finite" when not a number."""
+    if not metric:
+        return "-"
+    value = metric.get(key)
+    if isinstance(value, str) or (metric.get("nonfinite") and key == "rel_err"):
+        return "non-finite"
+    return "-" if value is None else f"{value:.{nd}g}"
+
+
+def _localization_rows(rows: list[dict], limit: int = 40) -> list[str]:
+    """The per-module table (every module of a small model; else decoder layers, rows that leave the band, ends)."""
+    shown = rows if len(rows) <= limit else [r for r in rows if r.get("role") in ("decoder layer", "embedding",
+                                             "final norm", "lm head") or r.get("exceeds_isolated")]
+    lines = ["| module | propagated | isolated | band (isolated) | cosine (isolated) | max abs (isolated) | leaves band |",
+             "|---|---|---|---|---|---|---|"]
+    for r in shown:
+        mark = "**isolated**" if r.get("exceeds_isolated") else ("propagated" if r.get("exceeds_propagated") else "")
+        note = f" ({_cell('; '.join(r['notes']))})" if r.get("notes") and not r.get("isolated") else ""
+        lines.append(f"| `{r['module']}`{note} | {_err(r.get('propagated'))} | {_err(r.get('isolated'))} | "
+                     f"{_err({'v': r.get('band_isolated')}, 'v')} | "
+                     f"{_err(r.get('isolated'), 'cosine', 6)} | {_err(r.get('isolated'), 'max_abs')} | {mark} |")
+    if len(shown) < len(rows):
+        lines += ["", f"{len(rows) - len(shown)} module rows inside the band not shown (all in summary.json)."]
+    return lines
+
+
+def _ops(counts: dict | None) -> str:
+    return ", ".join(f"`{op}` x{n}" for op, n in (counts or {}).items()) or "nothing"
+
+
+def _localization_extras(loc: dict) -> list[str]:
+    """The weight check and the graph view, when they have something to show."""
+    lines, weights, graph = [], loc.get("weights") or {}, loc.get("graph") or {}
+    if weights.get("ran"):
+        lines += ["", f"Weight check (method Phase 4a step 2) against {weights.get('against')}: "
+                  f"{weights.get('quantized_layers')} quantized linear layers, median relative error "
+                  f"{_err(weights, 'median_rel_err')}; flagged: {len(weights.get('flagged') or [])}."]
+        lines += [f"- `{r['module']}` ({r.get('kind')}): relative error {_err(r)}, {r.get('suspect')}"
+                  for r in (weights.get("layers") or []) if r.get("flagged")][:10]
+    if graph.get("available"):
+        lines += ["", f"Graph dumps ({graph.get('dumps')} in `{graph.get('dump_dir')}`):"]
+        for d in graph.get("diffs") or []:
+            groups: dict = {}  # the rewritten nodes grouped by (new op, the ops it replaced)
+            for w in d.get("rewritten") or []:
+                groups.setdefault((w["op"], ", ".join(w["source_ops"]) or "new inputs"), []).append(f"`%{w['node']}`")
+            rewritten = "; ".join(f"{', '.join(nodes)} = {op} from {src}" for (op, src), nodes in groups.items())
+            lines.append(f"- {d['transform']} ({d['before']} -> {d['after']}): removed {_ops(d.get('removed'))}, "
+                         f"added {_ops(d.get('added'))}"
+                         + (f"; rewritten: {rewritten}" if rewritten else ""))
+        if graph.get("note"):
+            lines.append(f"- {graph['note']}")
+    elif graph.get("note"):
+        lines += ["", f"Graph view: {graph['note']}."]
+    return lines
+
+
+def _localization_section(s: dict) -> list[str]:
+    """Phase 4, automated: where the candidate first leaves the noise band (harness/bisect/localize_step.py)."""
+    loc = s.get("localization") or {}
+    if not loc.get("ran") and not (loc.get("graph") or {}).get("available"):
+        return ["## Phase 4 - first divergence inside the culprit", "",
+                _cell(loc.get("error") or loc.get("note") or "not run"), ""] if loc.get("target") or loc.get("error") \
+            else []
+    lines = ["## Phase 4 - first divergence inside the culprit", ""]
+    if loc.get("ran"):
+        prompts = loc.get("prompts") or []
+        lines += [f"Candidate **{loc.get('candidate')}** against the {loc.get('reference')}, module by module on "
+                  f"{len(prompts)} prompt(s) (the most divergent of the decisive comparison: "
+                  f"{', '.join(str(p['id']) for p in prompts)}); noise band measured on "
+                  f"{loc.get('control') or 'nothing (default band)'}, x{(loc.get('band') or {}).get('margin')}.", "",
+                  f"**{loc.get('finding')}**", ""]
+        if loc.get("plot"):
+            lines += [f"![per-module divergence: propagated vs isolated, noise band shaded]({loc['plot']})", ""]
+        lines += _localization_rows(loc.get("modules") or [])
+    else:
+        lines.append(_cell(loc.get("error") or loc.get("note") or "layer-wise comparison not run"))
+    lines += _localization_extras(loc) + [""]
+    return lines
+
+
 def _statistics_section(s: dict) -> list[str]:
     """The engine pair's calibration and how the run's decisions ended (harness/bisect/calibration.py)."""
     calibration, decisions = s["phases"].get("calibration") or {}, s["phases"].get("decisions") or {}
@@ -399,7 +480,8 @@ def _files_section(s: dict) -> list[str]:
 
 
 SECTIONS = (_verdict_section, _next_steps_section, _phase0_section, _phases_1_2_section, _did_it_apply_section,
-            _phase3_section, _ladder_section, _search_section, _phase6_section, _phase4a_section, _phase4c_section,
+            _phase3_section, _ladder_section, _search_section, _phase6_section, _localization_section,
+            _phase4a_section, _phase4c_section,
             _phase5_section, _statistics_section,
             _unresolved_section, _trail_section, _plan_section, _environment_section, _files_section)
 

@@ -88,6 +88,8 @@ def build_summary(inputs, plan, state: BisectState, files: dict, run: dict) -> d
         "environment": environment(state.results, state.warnings or []),
         "knob_effects": _knob_effects(inputs, plan, state.results.get("candidate")),
         "config_accounting": _config_accounting(inputs, state.results.get("candidate")),
+        "localization": state.localization or {"ran": False, "note": f"not run: outcome {outcome} (localization "
+                                               "follows a confirmed culprit, or a minimal config that still regresses)"},
         "files": files,
         "run": run,
     }

@@ -85,11 +85,11 @@ class _Log:
 
 
 def _run_one(name, conf, args, fault, fmt):
-    """Log one transform; True when the planted fault lands here."""
+    """Log one transform; (the planted fault lands here, the transform ran and matched)."""
     log = _Log(name, conf["stage"], fmt)
     if not conf.get("enabled", True):
         log.result(False, True, 0)
-        return False
+        return False, False
     if fmt == "summary":
         log.cleanup("pre")
         log.message("applying transform...")
@@ -106,11 +106,12 @@ def _run_one(name, conf, args, fault, fmt):
     elif not skipped:
         log.cleanup("post")
     log.result(True, skipped, n)
+    applied = n > 0 and not skipped
     if not fault or fault.get("kind") == "raise":
-        return False
+        return False, applied
     if fault.get("attn_backend"):
-        return name == "insert_cached_attention" and conf.get("backend") == fault["attn_backend"]
-    return fault.get("transform") == name and n > 0 and not skipped
+        return name == "insert_cached_attention" and conf.get("backend") == fault["attn_backend"], applied
+    return fault.get("transform") == name and applied, applied
 
 
 def run_optimizer(args):
@@ -136,32 +137,42 @@ def run_optimizer(args):
             CompileBackendRegistry.get(conf.get("backend"))
         if conf.get("enabled", True) and name == "insert_cached_attention":
             AttentionRegistry.get(conf.get("backend"))
-        if _run_one(name, conf, args, fault, fmt):
+        landed, applied = _run_one(name, conf, args, fault, fmt)
+        if landed:
             planted = fault
-        dumps.after(name, conf["stage"])
+        dumps.after(name, conf, applied, args.world_size)
     return planted
 
 
 class _Dumps:
     """Like utils/graph_writer.py@3286e126: on the first dump the directory is deleted and recreated; then one
-    ``NNN_<stage>_<transform>.txt`` per transform once the model is a graph (from export on)."""
+    ``NNN_<stage>_<transform>.txt`` per transform, enabled or not, once the model is a graph (from export on),
+    holding the graph after that transform in GraphWriter's SSA text (tensorrt_llm/_fake/graph.py)."""
 
     def __init__(self, path):
         self.path = path
         self.count = 0
-        self.graph = False
+        self.graph = None
 
-    def after(self, name, stage):
-        self.graph = self.graph or stage not in ("factory",)
-        if not self.path or not self.graph:
+    def after(self, name, conf, applied, world_size):
+        stage = conf["stage"]
+        if not self.path:
             return
+        if self.graph is None and stage != "factory":
+            from ..._fake.graph import FakeGraph
+
+            self.graph = FakeGraph()
+        if self.graph is None:
+            return
+        if applied:
+            self.graph.apply(name, conf, world_size)
         if self.count == 0:
             shutil.rmtree(self.path, ignore_errors=True)
             os.makedirs(self.path)
             ad_logger.info(f"Graph dumping enabled to: {self.path}")
         self.count += 1
         with open(os.path.join(self.path, f"{self.count:03d}_{stage}_{name}.txt"), "w") as f:
-            f.write(f"# Transform: {name}\n# Stage: {stage}\n%x : 1x8 : torch.int64\n")
+            f.write(self.graph.render(name, stage))
 
 
 def _registry_names():
