@@ -136,6 +136,26 @@ def test_fork_server_results_equal_plain_worker_results(tmp_path, forked):
     assert fork.info["pid"] not in (os.getpid(), plain.info["pid"], forked._server.proc.pid)
 
 
+def test_fork_server_started_from_a_finished_thread_keeps_serving(tmp_path):
+    """Runner.evaluate_many starts the server from a pool thread that ends with the batch; the server
+    must outlive that thread, or every later evaluation pays a cold python start."""
+    import threading
+
+    ex = LocalExecutor(timeout=60, fork_server=True)
+    try:
+        first = []
+        t = threading.Thread(target=lambda: first.append(ex.run(spec(), tmp_path / "a")))
+        t.start()
+        t.join()
+        server_pid = ex._server.proc.pid
+        time.sleep(0.5)  # a parent-death signal would arrive by now
+        second = ex.run(spec(seed=1), tmp_path / "b")
+        assert [r.info["executor"]["mode"] for r in (first[0], second)] == ["fork-server", "fork-server"]
+        assert ex._server.proc.pid == server_pid and ex._server.proc.poll() is None
+    finally:
+        ex.close()
+
+
 def test_exit_2_with_error_line_is_bad_input(tmp_path):
     log = tmp_path / "worker.log"
     log.write_text("Traceback? no\nerror: unknown task 'mmlux'; valid: gsm8k, mmlu\n")

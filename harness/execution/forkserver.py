@@ -16,8 +16,13 @@ worker process. ``HARNESS_FORK_SERVER=0`` disables it.
 Protocol (JSON lines): the server prints ``{"ready": ...}`` after preloading; a request
 ``{"id", "spec", "out", "log", "env"}`` on stdin is answered by ``{"id", "pid"}`` when the child
 starts and ``{"id", "returncode"}`` (``os.waitstatus_to_exitcode``) when it ends. EOF on stdin:
-the server kills its children and exits. The server dies with its parent (PR_SET_PDEATHSIG), and
-each child dies with the server, so killing the orchestrator leaves no worker behind.
+the server kills its children and exits. The server leaves with its parent: the orchestrator's end of
+the pipe closes when it dies (EOF), and the loop also checks the parent pid. (Not PR_SET_PDEATHSIG:
+Linux sends that signal when the parent *thread* exits, and the orchestrator may start the server
+from a thread of ``Runner.evaluate_many``'s pool, which ends with the batch; the server then died
+after the first parallel batch and every later evaluation paid a cold ``python`` start.) Each child
+dies with the server (PR_SET_PDEATHSIG: the server is single-threaded), so killing the orchestrator
+leaves no worker behind.
 
 The server is single-threaded on purpose (select + waitpid polling): forking a multi-threaded
 process can leave a child holding a lock no thread will release.
@@ -119,10 +124,13 @@ def _child(req: dict, server_pid: int) -> None:
             os._exit(rc)
 
 
+def _orphaned(parent: str | None) -> bool:
+    return bool(parent) and str(os.getppid()) != parent
+
+
 def serve(modules: list[str]) -> None:
-    _prctl_pdeathsig()
     parent = os.environ.get("HARNESS_PARENT_PID")
-    if parent and str(os.getppid()) != parent:
+    if _orphaned(parent):
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     t0 = time.time()
@@ -145,38 +153,50 @@ def serve(modules: list[str]) -> None:
                 data = os.read(0, 1 << 16)
                 if not data:
                     stdin_open = False
-                    for pid in list(children):
-                        try:
-                            os.killpg(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
+                    _kill_all(children)
                 buf += data
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    req = json.loads(line)
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    pid = os.fork()
-                    if pid == 0:
-                        _child(req, me)
-                    children[pid] = req["id"]
-                    _send({"id": req["id"], "pid": pid})
+                    if line.strip():
+                        _start(json.loads(line), children, me)
+            if stdin_open and _orphaned(parent):  # the orchestrator is gone: end as on EOF
+                stdin_open = False
+                _kill_all(children)
         else:
             time.sleep(0.05)
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                children.clear()
-                break
-            if pid == 0:
-                break
-            rid = children.pop(pid, None)
-            if rid is not None:
-                _send({"id": rid, "returncode": os.waitstatus_to_exitcode(status)})
+        _reap(children)
 
+
+def _start(req: dict, children: dict[int, str], me: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _child(req, me)
+    children[pid] = req["id"]
+    _send({"id": req["id"], "pid": pid})
+
+
+def _kill_all(children: dict[int, str]) -> None:
+    for pid in list(children):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _reap(children: dict[int, str]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            children.clear()
+            return
+        if pid == 0:
+            return
+        rid = children.pop(pid, None)
+        if rid is not None:
+            _send({"id": rid, "returncode": os.waitstatus_to_exitcode(status)})
 
 if __name__ == "__main__":
     serve(sys.argv[1:])
