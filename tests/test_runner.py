@@ -122,10 +122,12 @@ def test_evaluate_many_runs_concurrently_in_order_and_once_per_key(tmp_path, mon
         wall = time.monotonic() - t0
         stats = r.stats
     assert [o.status for o in out] == ["ok", "ok", "ok"]
-    assert stats["evaluations_run"] == 2 and stats["hits"] == 1
+    assert stats["evaluations_run"] == 2 and stats["reused"] == 1 and stats["hits"] == 0
+    assert out[2].info["cached"] is False  # evaluated in this run, not read from an earlier one
     assert out[0].records == out[2].records and out[0].info["cache_key"] != out[1].info["cache_key"]
     assert wall < 2 * 2 + 0.9, f"two 2-second evaluations took {wall:.1f}s with max_parallel=2"
     assert stats["backend_seconds"] >= 4.0 and stats["wall_seconds"] < stats["backend_seconds"]
+    assert 2.0 <= stats["busy_seconds"] < stats["backend_seconds"]  # the two overlapped
 
 
 def test_unresolved_is_stored_but_rerun_next_time(tmp_path):

@@ -25,6 +25,7 @@ EPILOG = ("Exit status: 0 when the bisect completed (whatever the verdict; see s
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.commands.prompts import add_prompt_arguments, add_task_arguments
+    from harness.execution.slots import parse_max_parallel
     from harness.paths import DEMO_MODEL
 
     p.epilog = EPILOG
@@ -64,7 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read cached evaluations (still stores new ones)")
     p.add_argument("--eval-timeout", type=float, default=1800, help="seconds per evaluation before it counts as "
                    "unresolved (default 1800)")
-    p.add_argument("--max-parallel", type=int, default=1, help="evaluations run at once (default 1)")
+    p.add_argument("--max-parallel", type=parse_max_parallel, default=1, metavar="N|auto",
+                   help="evaluations run at once, each with its own GPUs (world_size of them) or share of the CPU "
+                   "cores; auto: one per GPU, or per core on a CPU machine (default 1)")
     p.add_argument("--executor", default="local", help="local (fresh worker process per evaluation, default), "
                    "inprocess (fast, no isolation) or slurm")
     p.add_argument("--quiet", action="store_true", help="plain progress lines (CI logs)")
@@ -197,7 +200,7 @@ def run_section(state, stats: dict, started: float, wall: float, run_dir) -> dic
     """summary.json's ``run``: when, how long, the runner's statistics, each step's timing."""
     import time
 
-    overhead = max(0.0, wall - stats["backend_seconds"])
+    overhead = max(0.0, wall - stats.get("busy_seconds", stats["backend_seconds"]))  # no evaluation running
     return {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall, 3),
             "runner": stats, "harness_overhead_seconds": round(overhead, 3),

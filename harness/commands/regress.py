@@ -12,6 +12,7 @@ DEFAULT_HISTORY = "reports/regress/history.db"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.execution.slots import parse_max_parallel
     from harness.execution.slurm import add_executor_arguments
 
     p.add_argument("--suite", required=True, help="suite YAML (models x tasks x configs x samples), "
@@ -33,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="re-run every evaluation (results are still stored)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="wall-clock limit per evaluation (default: suite defaults.timeout or 1800)")
-    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                   help="evaluations at once (default: suite defaults.max_parallel or 1)")
+    p.add_argument("--max-parallel", type=parse_max_parallel, default=None, metavar="N|auto",
+                   help="evaluations at once; auto: one per GPU, or per core on a CPU machine (default: suite "
+                   "defaults.max_parallel or 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_executor_arguments(p)
 

@@ -13,6 +13,11 @@ Not used for TensorRT-LLM backends (MPI and CUDA state must not be forked) or wh
 environment differs from the one the server started with; the executor then launches a plain
 worker process. ``HARNESS_FORK_SERVER=0`` disables it.
 
+Warm models: ``--warm=backend=model`` arguments make the server call ``Backend.warm(model)`` after the
+imports (the hf and ad-emulator backends load the model's weights and tokenizer on CPU, without leaving a
+thread running), so each forked worker starts with that model in memory, copy-on-write, instead of
+reading it again (harness/backends/hf/backend.py, ``keep_loaded``).
+
 Protocol (JSON lines): the server prints ``{"ready": ...}`` after preloading; a request
 ``{"id", "spec", "out", "log", "env"}`` on stdin is answered by ``{"id", "pid"}`` when the child
 starts and ``{"id", "returncode"}`` (``os.waitstatus_to_exitcode``) when it ends. EOF on stdin:
@@ -128,13 +133,30 @@ def _orphaned(parent: str | None) -> bool:
     return bool(parent) and str(os.getppid()) != parent
 
 
-def serve(modules: list[str]) -> None:
+def warm(items: list[str]) -> dict:
+    """``backend=model`` items: ``Backend.warm(model)`` of each (the model loaded once, on CPU, before any
+    fork; forked workers find it in memory). A failure only costs the speed-up: the worker loads it."""
+    from harness.backends import capabilities
+
+    done, failed = [], {}
+    for item in items:
+        backend, _, model = item.partition("=")
+        try:
+            capabilities(backend).warm(model)
+            done.append(item)
+        except Exception as exc:  # noqa: BLE001
+            failed[item] = f"{type(exc).__name__}: {exc}"[:200]
+    return {"warmed": done, "warm_failed": failed}
+
+
+def serve(modules: list[str], warm_items: list[str] = ()) -> None:
     parent = os.environ.get("HARNESS_PARENT_PID")
     if _orphaned(parent):
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     t0 = time.time()
     info = preload(modules)
+    info.update(warm(list(warm_items)))
     info["preload_s"] = round(time.time() - t0, 3)
     info["pid"] = os.getpid()
     try:
@@ -199,4 +221,5 @@ def _reap(children: dict[int, str]) -> None:
             _send({"id": rid, "returncode": os.waitstatus_to_exitcode(status)})
 
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    WARM = "--warm="
+    serve([a for a in sys.argv[1:] if not a.startswith(WARM)], [a[len(WARM):] for a in sys.argv[1:] if a.startswith(WARM)])

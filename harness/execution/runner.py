@@ -4,6 +4,7 @@
                     quiet=False, executor="local", workdir=None)
     result = runner.evaluate(spec)            # EvalResult; store lookup first
     results = runner.evaluate_many(specs)     # same order as specs, up to max_parallel at once
+    runner.parallel_for(spec)                 # how many evaluations like spec run at once
     runner.key(spec)                          # the cache key (sha256 hex)
     runner.stats                              # hits, misses, evaluations_run, unresolved, ...
 
@@ -12,7 +13,18 @@ the executor (``harness.execution.executor``: a fresh worker process by default)
 transaction and returns it. Every result carries ``info["cache_key"]``, ``info["cached"]`` and
 ``info["wall_s"]`` (seconds this call took). Only ``ok`` results are served from the cache; an
 ``unresolved`` one is stored (for `cache ls` and reports) but re-run on the next attempt.
-``use_cache=False`` (--no-cache) skips the lookup but still stores the fresh result.
+``use_cache=False`` (--no-cache) skips the lookup but still stores the fresh result. A result this
+runner evaluated itself and hands out again (a batch evaluated ahead of its judging, e.g.
+``evaluate_many`` before the oracle reads each result) is not "cached": it counts as ``reused``, not
+as a store hit. ``max_parallel="auto"`` fills the machine (``harness.execution.slots``); the executor
+gives each concurrent evaluation its own devices and thread budget.
+
+Time: ``stats`` sums each evaluation's seconds (``backend_seconds``, ``engine_seconds`` inside
+``run_evaluation``, ``worker_overhead_seconds`` outside it) and also measures the union of the
+intervals during which any evaluation ran (``busy_seconds``) or any engine ran (``engine_busy_seconds``,
+each engine interval taken as the last ``engine`` seconds of its evaluation), so that with parallel
+evaluations ``wall - busy_seconds`` is the orchestrator's own time and ``wall - engine_busy_seconds``
+everything outside the engines.
 Bad input (HarnessError: unknown backend/task, bad config, a worker that exits 2) is raised.
 Because every finished evaluation is committed before the next one starts, killing the
 orchestrator at any moment and rerunning continues from the stored evaluations.
@@ -30,7 +42,7 @@ from harness.execution.progress import Progress
 from harness.jsonio import canonical_json
 from harness.evaluation.store import Store
 
-STAT_KEYS = ("hits", "misses", "evaluations_run", "unresolved", "backend_seconds", "engine_seconds",
+STAT_KEYS = ("hits", "reused", "misses", "evaluations_run", "unresolved", "backend_seconds", "engine_seconds",
              "worker_overhead_seconds")
 
 
@@ -63,27 +75,37 @@ class Runner:
         self.cache_dir = Path(cache_dir)
         self.store = Store(self.cache_dir)
         self.use_cache = use_cache
-        self.max_parallel = max(1, int(max_parallel))
         self.workdir = Path(workdir) if workdir else self.cache_dir / "work"
         self.dump_graphs_dir = Path(dump_graphs_dir) if dump_graphs_dir else None
-        self.executor = get_executor(executor, timeout=timeout, max_parallel=self.max_parallel,
+        self.executor = get_executor(executor, timeout=timeout, max_parallel=max_parallel,
                                      **(executor_options or {}))
+        self.max_parallel = self.executor.max_parallel  # "auto" resolved by the executor
         self.progress = progress or Progress(quiet=quiet)
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
         self._stats = {k: 0 for k in STAT_KEYS}
         self._keys: dict[str, tuple[str, dict]] = {}
         self._inflight: dict[str, Future] = {}
+        self._ran: set[str] = set()  # keys this runner evaluated
+        self._intervals: list[tuple[float, float, float]] = []  # (start, end, engine seconds) per evaluation
 
     # -- API --------------------------------------------------------------------------------
     @property
     def stats(self) -> dict:
         with self._lock:
             out = dict(self._stats)
+            spans = list(self._intervals)
         for k in ("backend_seconds", "engine_seconds", "worker_overhead_seconds"):
             out[k] = round(out[k], 3)
+        out["busy_seconds"] = round(union_seconds([(a, b) for a, b, _ in spans]), 3)
+        out["engine_busy_seconds"] = round(union_seconds([(b - min(e, b - a), b) for a, b, e in spans]), 3)
         out["wall_seconds"] = round(time.monotonic() - self._t0, 3)
         return out
+
+    def parallel_for(self, spec: EvalSpec) -> int:
+        """How many evaluations like ``spec`` run at once (max_parallel, fewer when each needs several
+        of the machine's GPUs)."""
+        return max(1, min(self.max_parallel, self.executor.capacity(spec)))
 
     def key(self, spec: EvalSpec) -> str:
         """The cache key of ``spec`` (memoised per spec content for this runner)."""
@@ -114,15 +136,17 @@ class Runner:
         t0 = time.monotonic()
         token = self.progress.start(spec_label(spec))
         try:
-            result, cached = self._get_or_run(spec, key)
+            result, source = self._get_or_run(spec, key)
         except BaseException as exc:
             self.progress.abort(token, spec_label(spec), exc)
             raise
         wall = time.monotonic() - t0
         result.info["cache_key"] = key
-        result.info["cached"] = cached
+        result.info["cached"] = source == "cache"
+        if source == "reused":
+            result.info["reused"] = True
         result.info["wall_s"] = round(wall, 3)
-        self.progress.finish(token, spec_label(spec), result, cached, wall)
+        self.progress.finish(token, spec_label(spec), result, source != "run", wall)
         return result
 
     def evaluate_many(self, specs: list[EvalSpec]) -> list[EvalResult]:
@@ -158,12 +182,14 @@ class Runner:
             for k, v in inc.items():
                 self._stats[k] += v
 
-    def _get_or_run(self, spec: EvalSpec, key: str) -> tuple[EvalResult, bool]:
-        if self.use_cache:
+    def _get_or_run(self, spec: EvalSpec, key: str) -> tuple[EvalResult, str]:
+        """(result, where it came from: "run" now, "cache" (an earlier run's) or "reused" (this runner's))."""
+        if self.use_cache or key in self._ran:
             hit = self.store.get(key)
             if hit is not None:
-                self._count(hits=1)
-                return hit, True
+                source = "reused" if key in self._ran else "cache"
+                self._count(**{"reused" if source == "reused" else "hits": 1})
+                return hit, source
         # one evaluation per key at a time, even when two callers ask concurrently
         with self._lock:
             fut = self._inflight.get(key)
@@ -173,8 +199,8 @@ class Runner:
                 self._inflight[key] = fut
         if not owner:
             result = fut.result()
-            self._count(hits=1)
-            return EvalResult.from_dict(_copy(result.to_dict())), True
+            self._count(reused=1)
+            return EvalResult.from_dict(_copy(result.to_dict())), "reused"
         try:
             result = self._run(spec, key)
             fut.set_result(result)
@@ -184,7 +210,7 @@ class Runner:
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
-        return EvalResult.from_dict(_copy(result.to_dict())), False
+        return EvalResult.from_dict(_copy(result.to_dict())), "run"
 
     def _run(self, spec: EvalSpec, key: str) -> EvalResult:
         from harness.evaluation.key import code_hash
@@ -195,7 +221,8 @@ class Runner:
             harness_env["AD_DUMP_GRAPHS_DIR"] = str((self.dump_graphs_dir / key[:16]).resolve())
         t0 = time.monotonic()
         result = self.executor.run(spec, self.workdir / key[:16], harness_env)
-        seconds = time.monotonic() - t0
+        t1 = time.monotonic()
+        seconds = t1 - t0
         result.info = dict(result.info or {})
         result.info["key_parts"] = self._key_and_digests(spec)[1]
         result.info["harness_code"] = code_hash()
@@ -205,7 +232,23 @@ class Runner:
         self._count(evaluations_run=1, unresolved=int(result.status != "ok"), backend_seconds=seconds,
                     engine_seconds=inner, worker_overhead_seconds=max(0.0, seconds - inner) if inner else 0.0)
         self.store.put(key, spec.to_dict(), result)
+        with self._lock:
+            self._ran.add(key)
+            self._intervals.append((t0, t1, inner))
         return result
+
+
+def union_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals."""
+    total, end = 0.0, None
+    for a, b in sorted(spans):
+        if end is None or a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total
 
 
 def _copy(d: dict) -> dict:
