@@ -156,6 +156,29 @@ def test_fork_server_started_from_a_finished_thread_keeps_serving(tmp_path):
         ex.close()
 
 
+def test_warm_model_in_the_fork_server_gives_the_same_results(tmp_path):
+    """The fork server loads the first evaluation's model once (Backend.warm); forked workers start from
+    it (the emulator transforms it in place, with a planted fault) and must answer exactly as a worker
+    that reads the model itself."""
+    from harness.config.io import load_yaml
+    from harness.execution.slots import Machine
+    from harness.paths import DEMO_CONFIG, DEMO_MODEL
+
+    faulty = load_yaml(DEMO_CONFIG, "demo config")
+    specs = [EvalSpec(backend=b, model=str(DEMO_MODEL), dataset=str(DEMO_MMLU), samples=6, seed=1, config=c)
+             for b, c in (("ad-emulator", faulty), ("hf", {}), ("ad-emulator", {}))]
+    warm = LocalExecutor(timeout=300, fork_server=True, machine=Machine((), cores=2, source="test"))
+    try:
+        forked = [warm.run(s, tmp_path / f"w{i}") for i, s in enumerate(specs)]
+        assert warm._server.info["warmed"] == [f"ad-emulator={DEMO_MODEL}"]
+    finally:
+        warm.close()
+    for s, f in zip(specs, forked):
+        own = InProcessExecutor().run(s, tmp_path / "own")
+        assert f.info["executor"]["mode"] == "fork-server"
+        assert f.records == own.records and f.metrics == own.metrics
+
+
 def test_exit_2_with_error_line_is_bad_input(tmp_path):
     log = tmp_path / "worker.log"
     log.write_text("Traceback? no\nerror: unknown task 'mmlux'; valid: gsm8k, mmlu\n")
