@@ -87,6 +87,7 @@ class Runner:
         self._keys: dict[str, tuple[str, dict]] = {}
         self._inflight: dict[str, Future] = {}
         self._ran: set[str] = set()  # keys this runner evaluated
+        self._held: dict[str, EvalResult] = {}  # unresolved results of evaluate_many, handed out once more
         self._intervals: list[tuple[float, float, float]] = []  # (start, end, engine seconds) per evaluation
 
     # -- API --------------------------------------------------------------------------------
@@ -159,10 +160,20 @@ class Runner:
         for s in specs:
             self.key(s)
         if self.max_parallel == 1 or len(specs) <= 1:
-            return [self.evaluate(s) for s in specs]
+            return [self._evaluate_held(s) for s in specs]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="harness-many") as pool:
-            futures = [pool.submit(self.evaluate, s) for s in specs]
+            futures = [pool.submit(self._evaluate_held, s) for s in specs]
             return [f.result() for f in futures]
+
+    def _evaluate_held(self, spec: EvalSpec) -> EvalResult:
+        """``evaluate``; an unresolved result it ran is held for the next ``evaluate`` of the same spec,
+        which gets it instead of running it again (a batch evaluated ahead of its reader, then read
+        back: the reader's own retry of an unresolved result is the second attempt, not the third)."""
+        result = self.evaluate(spec)
+        if result.status != "ok" and not result.info.get("cached") and not result.info.get("reused"):
+            with self._lock:
+                self._held[self.key(spec)] = result
+        return result
 
     def close(self) -> None:
         self.executor.close()
@@ -184,6 +195,11 @@ class Runner:
 
     def _get_or_run(self, spec: EvalSpec, key: str) -> tuple[EvalResult, str]:
         """(result, where it came from: "run" now, "cache" (an earlier run's) or "reused" (this runner's))."""
+        with self._lock:
+            held = self._held.pop(key, None)
+        if held is not None:
+            self._count(reused=1)
+            return EvalResult.from_dict(_copy(held.to_dict())), "reused"
         if self.use_cache or key in self._ran:
             hit = self.store.get(key)
             if hit is not None:
