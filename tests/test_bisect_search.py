@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.bisect.search import FAIL, PASS, UNTESTABLE, run_search
+from harness.bisect.search import FAIL, MAX_WIDTH, PASS, UNTESTABLE, run_search
 from harness.errors import HarnessError
 
 
@@ -160,7 +160,7 @@ def test_parallel_one_culprit_in_log_k_plus_1_rounds(n, k):
         res = run_search("adaptive", ks, o, batch_oracle=batched(o, sizes), parallel=k)
         assert res.culprits == [[c]] and res.explained is True
         assert res.rounds <= math.ceil(math.log(n, k + 1)) + 3, (c, [p.to_dict() for p in res.probes])
-        assert max(sizes) <= min(k, 3) and res.width == min(k, 3)
+        assert max(sizes) <= min(k, MAX_WIDTH) and res.width == min(k, MAX_WIDTH)
         evaluations["parallel"] += res.evaluations
         evaluations["sequential"] += sequential(ks, [[c]]).evaluations
     assert evaluations["parallel"] <= 1.5 * evaluations["sequential"]  # on average over the positions
@@ -180,7 +180,7 @@ def test_parallel_search_finds_what_the_sequential_one_finds(n, k, data):
     assert groups(par) == groups(seq) == sorted(sorted(g) for g in culprits)
     assert par.explained is True
     members = sum(len(g) for g in culprits)  # one prefix search (+ its check) per culprit knob
-    assert par.rounds <= members * (math.ceil(math.log(n, min(k, 3) + 1)) + 2) + 1
+    assert par.rounds <= members * (math.ceil(math.log(n, min(k, MAX_WIDTH) + 1)) + 2) + 1
 
 
 def test_parallel_untestable_is_never_a_pass():

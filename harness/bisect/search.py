@@ -42,8 +42,10 @@ alone, its partners are searched the same way among the knobs before it, with it
 prefix that is untestable is never read either way: when only untestable lengths are left between
 the last passing and the first failing prefix, the one-at-a-time search decides among those knobs.
 Evaluations grow with w (w per round instead of 1 per level): about w / log2(w + 1) times the
-sequential count, so w is capped at ``MAX_WIDTH`` = 3, which keeps the parallel search within +50%
-of the sequential one's evaluations (``scripts/bench_parallel.py`` measures rounds and evaluations).
+sequential count, plus the found knob's own check. At w = 3 that measured 1.52x the sequential count
+(one culprit among 32 knobs), so w is capped at ``MAX_WIDTH`` = 2: at most 1.31x, and one culprit
+among 64 knobs still takes <= 5 rounds (8 one at a time), within ceil(log_(k+1) 64) + 3 for every
+k >= 2 (``scripts/bench_parallel.py`` measures rounds and evaluations; reports/bench_parallel.json).
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ from typing import Callable, Iterable, Sequence
 PASS, FAIL, UNTESTABLE = "pass", "fail", "untestable"
 OUTCOMES = (PASS, FAIL, UNTESTABLE)
 STRATEGIES = ("adaptive", "linear")
-MAX_WIDTH = 3  # probes in flight per round: w / log2(w + 1) <= 1.5 (evaluations within +50%)
+MAX_WIDTH = 2  # probes in flight per round: evaluations within +50% of the sequential search (docstring)
 
 
 class SearchBudgetExceeded(Exception):
