@@ -140,6 +140,17 @@ def test_unresolved_is_stored_but_rerun_next_time(tmp_path):
         assert [row["status"] for row in store.rows()] == ["unresolved"]
 
 
+def test_parallel_batch_with_a_crash_returns_and_hands_the_crash_to_its_reader(tmp_path):
+    # an unresolved result of evaluate_many is held for the next evaluate of the same spec (the judging that
+    # reads the batch back), which then gets it without running the crashing worker a third time
+    with Runner(cache_dir=tmp_path, quiet=True, max_parallel=2, timeout=60) as r:
+        crash, ok = r.evaluate_many([toy(backend="segv"), toy()])
+        again = r.evaluate(toy(backend="segv"))
+        stats = r.stats
+    assert crash.status == again.status == "unresolved" and ok.status == "ok"
+    assert stats["evaluations_run"] == 2 and stats["reused"] == 1 and again.info.get("reused") is True
+
+
 def test_no_cache_reruns_and_refreshes(tmp_path):
     with Runner(cache_dir=tmp_path, quiet=True) as r:
         r.evaluate(toy())

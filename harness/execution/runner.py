@@ -171,8 +171,9 @@ class Runner:
         back: the reader's own retry of an unresolved result is the second attempt, not the third)."""
         result = self.evaluate(spec)
         if result.status != "ok" and not result.info.get("cached") and not result.info.get("reused"):
+            key = self.key(spec)  # takes self._lock itself: not under it
             with self._lock:
-                self._held[self.key(spec)] = result
+                self._held[key] = result
         return result
 
     def close(self) -> None:
