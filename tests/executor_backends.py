@@ -8,6 +8,9 @@ HARNESS_EXTRA_BACKENDS testing hook (harness/execution/executor.py). Not a test 
 - HangBackend ("hang"): generate() sleeps forever.
 - ExitBackend ("exit3"): generate() calls os._exit(3) after printing a line.
 - BadInputBackend ("badinput"): open() raises HarnessError (bad input, not an engine result).
+- ToyRanksBackend ("toy-ranks"): one GPU per rank of the config's world_size, as TensorRT-LLM;
+  ToyCpuBackend ("toy-cpu"): never takes a GPU, one torch thread, as the emulator. Every toy engine
+  reports the slot variables it saw (CUDA_VISIBLE_DEVICES, thread counts) and when it generated.
 """
 from __future__ import annotations
 
@@ -20,10 +23,14 @@ from harness.backends.base import Backend, Completion, Engine
 
 
 class ToyEngine(Engine):
+    window = None
+
     def generate(self, prompts, sampling):
+        t0 = time.time()
         delay = float(os.environ.get("HARNESS_TEST_SLEEP", "0") or 0)
         if delay:
             time.sleep(delay)
+        self.window = (t0, time.time())
         out = []
         for p in prompts:
             letter = "ABCD"[int(hashlib.sha256(p.encode()).hexdigest(), 16) % 4]
@@ -34,8 +41,10 @@ class ToyEngine(Engine):
 
     def info(self):
         seen = ("AD_DUMP_GRAPHS_DIR", "AD_COMPILE_BACKEND", "WORLD_SIZE", "world_size", "LLM_MODELS_ROOT",
-                "OMP_NUM_THREADS", "HF_HUB_OFFLINE", "RANK")
-        return {"engine": "toy", "pid": os.getpid(), "env_seen": {k: os.environ.get(k) for k in seen}}
+                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARNESS_TORCH_THREADS", "HF_HUB_OFFLINE", "RANK",
+                "CUDA_VISIBLE_DEVICES")
+        return {"engine": "toy", "pid": os.getpid(), "env_seen": {k: os.environ.get(k) for k in seen},
+                "generate_window": self.window}
 
 
 class ToyBackend(Backend):
@@ -110,7 +119,25 @@ class ToyADBackend(ToyBackend):
         return os.environ.get("HARNESS_TEST_DEFAULT_YAML")
 
 
-EXTRA += ",toy-ad=executor_backends:ToyADBackend"
+class ToyRanksBackend(ToyBackend):
+    """GPU-style like the TensorRT-LLM backends: one GPU per rank of the config's world_size."""
+
+    takes_world_size = True
+
+    @classmethod
+    def gpus_required(cls, config):
+        return max(1, int((config or {}).get("world_size") or 1))
+
+
+class ToyCpuBackend(ToyBackend):
+    """A CPU-only backend with one torch thread, like the emulator."""
+
+    uses_gpu = False
+    cpu_threads = 1
+
+
+EXTRA += ",toy-ad=executor_backends:ToyADBackend,toy-ranks=executor_backends:ToyRanksBackend"
+EXTRA += ",toy-cpu=executor_backends:ToyCpuBackend"
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -4,8 +4,10 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from harness.bisect.search import FAIL, PASS, UNTESTABLE, run_search
+from harness.bisect.search import FAIL, MAX_WIDTH, PASS, UNTESTABLE, run_search
 from harness.errors import HarnessError
 
 
@@ -148,3 +150,66 @@ def test_budget_stops_a_non_monotone_oracle():
 def test_unknown_strategy_is_a_clear_error():
     with pytest.raises(HarnessError, match="adaptive"):
         run_search("binary", knobs(4), oracle_for([["k00"]]))
+
+
+# -- parallel group testing: up to MAX_WIDTH probes per round ----------------------------------
+def batched(oracle, sizes=None):
+    def batch(sets, purposes):
+        if sizes is not None:
+            sizes.append(len(sets))
+        return [oracle(s, p) for s, p in zip(sets, purposes)]
+    return batch
+
+
+def sequential(ks, culprits):
+    o = oracle_for(culprits)
+    return run_search("adaptive", ks, o, batch_oracle=batched(o))
+
+
+@pytest.mark.parametrize("n", [16, 64])
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_parallel_one_culprit_in_log_k_plus_1_rounds(n, k):
+    ks = knobs(n)
+    evaluations = {"parallel": 0, "sequential": 0}
+    for c in ks:  # every position
+        o, sizes = oracle_for([[c]]), []
+        res = run_search("adaptive", ks, o, batch_oracle=batched(o, sizes), parallel=k)
+        assert res.culprits == [[c]] and res.explained is True
+        assert res.rounds <= math.ceil(math.log(n, k + 1)) + 3, (c, [p.to_dict() for p in res.probes])
+        assert max(sizes) <= min(k, MAX_WIDTH) and res.width == min(k, MAX_WIDTH)
+        evaluations["parallel"] += res.evaluations
+        evaluations["sequential"] += sequential(ks, [[c]]).evaluations
+    assert evaluations["parallel"] <= 1.5 * evaluations["sequential"]  # on average over the positions
+
+
+@given(st.integers(4, 40), st.integers(2, 8), st.data())
+@settings(max_examples=150, deadline=None)
+def test_parallel_search_finds_what_the_sequential_one_finds(n, k, data):
+    ks = knobs(n)
+    kind = data.draw(st.sampled_from(["one", "two", "pair", "single+pair"]))
+    picks = data.draw(st.lists(st.sampled_from(ks), min_size=3, max_size=3, unique=True))
+    culprits = {"one": [picks[:1]], "two": [[picks[0]], [picks[1]]], "pair": [picks[:2]],
+                "single+pair": [[picks[0]], picks[1:]]}[kind]
+    o = oracle_for(culprits)
+    par = run_search("adaptive", ks, o, batch_oracle=batched(o), parallel=k)
+    seq = sequential(ks, culprits)
+    assert groups(par) == groups(seq) == sorted(sorted(g) for g in culprits)
+    assert par.explained is True
+    members = sum(len(g) for g in culprits)  # one prefix search (+ its check) per culprit knob
+    assert par.rounds <= members * (math.ceil(math.log(n, min(k, MAX_WIDTH) + 1)) + 2) + 1
+
+
+def test_parallel_untestable_is_never_a_pass():
+    ks = knobs(16)
+    o = oracle_for([["k05"]], untestable=["k02"])  # every prefix from k02 on is untestable
+    res = run_search("adaptive", ks, o, batch_oracle=batched(o), parallel=3)
+    assert "k05" in res.culprit_knobs() and "k02" not in res.culprit_knobs()
+    o = oracle_for([["k05"]], untestable=["k05"])
+    res = run_search("adaptive", ks, o, batch_oracle=batched(o), parallel=3)
+    assert "k05" in res.suspects and res.culprits == []
+
+
+def test_parallel_budget_stops_a_non_monotone_oracle():
+    flip = itertools.cycle([FAIL, PASS, PASS, UNTESTABLE])
+    res = run_search("adaptive", knobs(16), lambda on, p: next(flip), budget=10, parallel=3)
+    assert res.evaluations <= 10

@@ -136,6 +136,49 @@ def test_fork_server_results_equal_plain_worker_results(tmp_path, forked):
     assert fork.info["pid"] not in (os.getpid(), plain.info["pid"], forked._server.proc.pid)
 
 
+def test_fork_server_started_from_a_finished_thread_keeps_serving(tmp_path):
+    """Runner.evaluate_many starts the server from a pool thread that ends with the batch; the server
+    must outlive that thread, or every later evaluation pays a cold python start."""
+    import threading
+
+    ex = LocalExecutor(timeout=60, fork_server=True)
+    try:
+        first = []
+        t = threading.Thread(target=lambda: first.append(ex.run(spec(), tmp_path / "a")))
+        t.start()
+        t.join()
+        server_pid = ex._server.proc.pid
+        time.sleep(0.5)  # a parent-death signal would arrive by now
+        second = ex.run(spec(seed=1), tmp_path / "b")
+        assert [r.info["executor"]["mode"] for r in (first[0], second)] == ["fork-server", "fork-server"]
+        assert ex._server.proc.pid == server_pid and ex._server.proc.poll() is None
+    finally:
+        ex.close()
+
+
+def test_warm_model_in_the_fork_server_gives_the_same_results(tmp_path):
+    """The fork server loads the first evaluation's model once (Backend.warm); forked workers start from
+    it (the emulator transforms it in place, with a planted fault) and must answer exactly as a worker
+    that reads the model itself."""
+    from harness.config.io import load_yaml
+    from harness.execution.slots import Machine
+    from harness.paths import DEMO_CONFIG, DEMO_MODEL
+
+    faulty = load_yaml(DEMO_CONFIG, "demo config")
+    specs = [EvalSpec(backend=b, model=str(DEMO_MODEL), dataset=str(DEMO_MMLU), samples=6, seed=1, config=c)
+             for b, c in (("ad-emulator", faulty), ("hf", {}), ("ad-emulator", {}))]
+    warm = LocalExecutor(timeout=300, fork_server=True, machine=Machine((), cores=2, source="test"))
+    try:
+        forked = [warm.run(s, tmp_path / f"w{i}") for i, s in enumerate(specs)]
+        assert warm._server.info["warmed"] == [f"ad-emulator={DEMO_MODEL}"]
+    finally:
+        warm.close()
+    for s, f in zip(specs, forked):
+        own = InProcessExecutor().run(s, tmp_path / "own")
+        assert f.info["executor"]["mode"] == "fork-server"
+        assert f.records == own.records and f.metrics == own.metrics
+
+
 def test_exit_2_with_error_line_is_bad_input(tmp_path):
     log = tmp_path / "worker.log"
     log.write_text("Traceback? no\nerror: unknown task 'mmlux'; valid: gsm8k, mmlu\n")

@@ -122,10 +122,12 @@ def test_evaluate_many_runs_concurrently_in_order_and_once_per_key(tmp_path, mon
         wall = time.monotonic() - t0
         stats = r.stats
     assert [o.status for o in out] == ["ok", "ok", "ok"]
-    assert stats["evaluations_run"] == 2 and stats["hits"] == 1
+    assert stats["evaluations_run"] == 2 and stats["reused"] == 1 and stats["hits"] == 0
+    assert out[2].info["cached"] is False  # evaluated in this run, not read from an earlier one
     assert out[0].records == out[2].records and out[0].info["cache_key"] != out[1].info["cache_key"]
     assert wall < 2 * 2 + 0.9, f"two 2-second evaluations took {wall:.1f}s with max_parallel=2"
     assert stats["backend_seconds"] >= 4.0 and stats["wall_seconds"] < stats["backend_seconds"]
+    assert 2.0 <= stats["busy_seconds"] < stats["backend_seconds"]  # the two overlapped
 
 
 def test_unresolved_is_stored_but_rerun_next_time(tmp_path):
@@ -136,6 +138,17 @@ def test_unresolved_is_stored_but_rerun_next_time(tmp_path):
     assert first.status == second.status == "unresolved" and "SIGSEGV" in second.error
     with Store(tmp_path) as store:
         assert [row["status"] for row in store.rows()] == ["unresolved"]
+
+
+def test_parallel_batch_with_a_crash_returns_and_hands_the_crash_to_its_reader(tmp_path):
+    # an unresolved result of evaluate_many is held for the next evaluate of the same spec (the judging that
+    # reads the batch back), which then gets it without running the crashing worker a third time
+    with Runner(cache_dir=tmp_path, quiet=True, max_parallel=2, timeout=60) as r:
+        crash, ok = r.evaluate_many([toy(backend="segv"), toy()])
+        again = r.evaluate(toy(backend="segv"))
+        stats = r.stats
+    assert crash.status == again.status == "unresolved" and ok.status == "ok"
+    assert stats["evaluations_run"] == 2 and stats["reused"] == 1 and again.info.get("reused") is True
 
 
 def test_no_cache_reruns_and_refreshes(tmp_path):

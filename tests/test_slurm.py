@@ -89,6 +89,27 @@ def test_cli_options_map_to_executor_options():
     assert executor_options(p.parse_args([]))[:2] == ("local", {})
 
 
+def test_each_job_asks_for_the_gpus_its_world_size_needs(tmp_path, monkeypatch):
+    """--gpus is raised to the config's world_size for GPU-rank backends (as TensorRT-LLM's); a backend that
+    also runs on CPU gets what --gpus says."""
+    import submitit
+
+    asked = []
+    real = submitit.AutoExecutor.update_parameters
+    monkeypatch.setattr(submitit.AutoExecutor, "update_parameters",
+                        lambda self, **kw: (asked.append(kw.get("gpus_per_node")), real(self, **kw))[1])
+    ranks = EvalSpec(backend="toy-ranks", model="toy-model", dataset=str(DEMO_MMLU), samples=4,
+                     config={"world_size": 4})
+    res = SlurmExecutor(timeout=60, cluster="debug", gpus=1).run(ranks, tmp_path / "a")
+    assert res.status == "ok" and res.info["executor"]["gpus"] == 4 and asked[-1] == 4
+    res = SlurmExecutor(timeout=60, cluster="debug", gpus=2).run(spec(), tmp_path / "b")
+    assert res.info["executor"]["gpus"] == 2 and asked[-1] == 2
+    res = SlurmExecutor(timeout=60, cluster="debug").run(spec(), tmp_path / "c")
+    assert res.info["executor"]["gpus"] == 0 and asked[-1] is None
+    with pytest.raises(HarnessError, match="--max-parallel auto fills a local machine.*--max-parallel 8"):
+        SlurmExecutor(timeout=60, cluster="debug", max_parallel="auto")
+
+
 # -- a real single-node Slurm -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def slurm():

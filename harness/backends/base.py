@@ -82,6 +82,27 @@ class Backend:
     # runs the model's own modules in this Python process: activations can be captured at module
     # boundaries and a module replayed on other inputs (``activations``, harness/backends/activations.py)
     supports_activation_capture: bool = False
+    # takes a GPU when the machine has one (False: runs on CPU whatever is visible); the executor
+    # gives each evaluation its own devices (harness/execution/slots.py)
+    uses_gpu: bool = True
+    # torch intra-op threads one evaluation uses on CPU (None: the worker's whole thread budget)
+    cpu_threads: int | None = None
+
+    @classmethod
+    def gpus_required(cls, config: dict | None) -> int:
+        """GPUs one evaluation of ``config`` cannot run without (0: it runs on CPU too). A Slurm job
+        asks for at least this many."""
+        return 0
+
+    @classmethod
+    def warm(cls, model: str) -> None:
+        """Load what every evaluation of ``model`` shares, in the fork server before it forks (CPU only:
+        no CUDA, no thread left running), so forked workers find it in memory. Default: nothing."""
+
+    @classmethod
+    def gpus_per_evaluation(cls, config: dict | None) -> int:
+        """GPUs one evaluation of ``config`` occupies on a machine that has GPUs."""
+        return max(1, cls.gpus_required(config)) if cls.uses_gpu else 0
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         raise NotImplementedError

@@ -60,6 +60,17 @@ def judge_confirmation(groups: list[list[str]], knobs: list[str], requires: dict
                         and members_ok)
 
 
+def planned_checks(groups: list[list[str]], knobs: list[str], requires: dict) -> list[tuple[tuple, str]]:
+    """The (on, purpose) of every check ``judge_confirmation`` makes, in its order (none depends on
+    another's verdict), so they can be evaluated together first."""
+    class _Planned:
+        index, verdict, comparison = None, "regressed", None
+
+    checks: list[tuple[tuple, str]] = []
+    judge_confirmation(groups, knobs, requires, lambda on, purpose: checks.append((tuple(on), purpose)) or _Planned)
+    return checks
+
+
 def _brief(step) -> dict:
     return {"step": getattr(step, "index", None), "verdict": step.verdict, "regressed": _regressed(step)}
 
@@ -80,6 +91,9 @@ def confirm_culprits(ctx: BisectContext, state: BisectState, res: SearchResult |
         base = "full" if purpose.startswith("full") else "minimal"
         return ctx.judge(ctx.plan.config(ctx.user, closed), "6", purpose + where, on=closed, base=base, oracle=oracle)
 
+    # the checks do not depend on each other's verdicts: with parallel evaluations, evaluate them together
+    checks = planned_checks(res.culprits, list(ctx.plan.knob_names), ctx.plan.requires)
+    ctx.prefetch([(ctx.plan.config(ctx.user, ctx.plan.closure(on)), f"6: {p}{where}") for on, p in checks], oracle)
     found = judge_confirmation(res.culprits, list(ctx.plan.knob_names), ctx.plan.requires, judge)
     _mark_confirmed(state.culprits, res.culprits, found)
     state.phases["6"] = {"ran": True, "confirmed": found.confirmed, "prompts": fresh,

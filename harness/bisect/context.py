@@ -147,6 +147,12 @@ class BisectContext:
         self._judged[memo_key] = step
         return step
 
+    def prefetch(self, configs: list[tuple[dict, str]], oracle: Oracle | None = None, alpha: float | None = None) -> None:
+        """With parallel evaluations: evaluate together what judging these (user config, label) pairs next
+        will need (``Oracle.prefetch``); the ``judge`` calls that follow read the results."""
+        o = oracle or self.oracle
+        o.prefetch([self.cand_spec(cfg, label, sample_ids=o.ref_spec.sample_ids) for cfg, label in configs], alpha)
+
     def _diff(self, target: dict, base: str) -> tuple[str, list[str]]:
         if base == "auto":  # the shorter description: vs minimal or vs full
             d_min, d_full = config_diff(self.minimal, target), config_diff(self.full, target)

@@ -37,7 +37,7 @@ class BisectInputs:
     cache_dir: str = ".harness"
     use_cache: bool = True
     eval_timeout: float | None = 1800
-    max_parallel: int = 1
+    max_parallel: int | str = 1  # or "auto" (harness/execution/slots.py)
     quiet: bool = False
     dry_run: bool = False
     ablation: object = None
@@ -168,8 +168,8 @@ def check_flags(args) -> None:
         raise HarnessError(f"--min-effect must be >= 0 accuracy points, got {args.min_effect}")
     if args.aa_repeats is not None and args.aa_repeats < 0:
         raise HarnessError(f"--aa-repeats must be >= 0, got {args.aa_repeats}")
-    if args.max_parallel < 1:
-        raise HarnessError(f"--max-parallel must be >= 1, got {args.max_parallel}")
+    if args.max_parallel != "auto" and args.max_parallel < 1:
+        raise HarnessError(f"--max-parallel must be >= 1 or auto, got {args.max_parallel}")
     if args.eval_timeout is not None and args.eval_timeout <= 0:
         raise HarnessError(f"--timeout must be > 0 seconds, got {args.eval_timeout}; pass e.g. --timeout 1800")
     from harness.bisect.protocol import PROTOCOLS

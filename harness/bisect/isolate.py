@@ -3,7 +3,8 @@
 A minimal config that still regresses is a core-path bug (weight loading, attention, KV cache);
 one that recovers means a stripped knob is responsible, and the search
 (``harness.bisect.search``: adaptive group testing or linear, one knob at a time) finds which,
-every probe a judged step of the trail.
+every probe a judged step of the trail. With parallel evaluations the adaptive search judges
+several probes per round (``KnobSearch.width``) and each round's evaluations run together.
 """
 from __future__ import annotations
 
@@ -74,13 +75,22 @@ class KnobSearch:
         return step.outcome
 
     def probe_many(self, sets, purposes) -> list[str]:
-        """Several probes; with parallel evaluations the new ones are evaluated together first."""
+        """Several probes of one round: with parallel evaluations, everything judging them needs (the
+        candidates, the references, the escalations an inconclusive one predicts) is evaluated together
+        first (``Oracle.prefetch``); the judging then goes in order, as with one evaluation at a time."""
         ctx, plan = self.ctx, self.plan
-        if ctx.runner.max_parallel > 1:
-            specs = [ctx.cand_spec(plan.config(ctx.user, plan.closure(s)), p) for s, p in zip(sets, purposes)
-                     if plan.closure(s) not in self.memo]
-            ctx.runner.evaluate_many(specs)
+        new = [(plan.config(ctx.user, plan.closure(s)), f"search: {p}") for s, p in zip(sets, purposes)
+               if plan.closure(s) not in self.memo]
+        ctx.prefetch(new, alpha=ctx.search_alpha)
         return [self.probe(s, p) for s, p in zip(sets, purposes)]
+
+    def width(self) -> int:
+        """Probes judged at once: the evaluations that fit at once, halved, because judging a probe can
+        need two at once (the candidate and the reference at an escalated sample count)."""
+        runner = self.ctx.runner
+        fit = runner.parallel_for(self.ctx.cand_spec(self.ctx.minimal_user, "search")) \
+            if hasattr(runner, "parallel_for") else getattr(runner, "max_parallel", 1)
+        return max(1, fit // 2)
 
     def run(self, state: BisectState) -> SearchResult:
         names = self.plan.knob_names
@@ -88,7 +98,7 @@ class KnobSearch:
         self.memo[self.plan.closure(())] = PASS  # Phase 3 established both
         self.memo[self.plan.closure(names)] = FAIL
         res = run_search(self.plan.strategy, names, self.probe, batch_oracle=self.probe_many,
-                         requires=self.plan.requires)
+                         requires=self.plan.requires, parallel=self.width())
         state.culprits = [describe_culprit(self.plan, g) for g in res.culprits]
         state.phases["search"] = {**res.to_dict(), "steps": [s.index for s in state.trail if s.phase == "search"]}
         return res

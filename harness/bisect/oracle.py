@@ -15,6 +15,11 @@ run's on the same samples (``harness.comparison.verdict.compare_runs``): ``regre
   inconclusive, the step is ``untestable``. Searching on an untestable
   step never reads it as a pass (``harness.bisect.search``).
 
+With parallel evaluations (``--max-parallel`` > 1) the judging stays sequential and deterministic (the
+same trail, in the same order, as one at a time), but what it will need is evaluated together first
+(``prefetch``): each candidate with the reference at its sample count, and an inconclusive one again at
+its escalated count together with the reference there. The judging then reads those results back.
+
 Every judged step becomes a ``Step`` in the trail the report shows.
 """
 from __future__ import annotations
@@ -114,10 +119,13 @@ class Oracle:
             return res, 1
         return self.runner.evaluate(spec), 2
 
+    def ref_spec_at(self, n: int | None) -> EvalSpec:
+        return replace(self.ref_spec, samples=n, label=f"{self.ref_spec.label} (n={n})")
+
     def reference(self, samples: int | None = None) -> tuple[EvalResult, int]:
         n = self.ref_spec.samples if samples is None else samples
         if n not in self._refs:
-            spec = replace(self.ref_spec, samples=n, label=f"{self.ref_spec.label} (n={n})")
+            spec = self.ref_spec_at(n)
             res, attempts = self.run(spec)
             self._refs[n] = res
             step = Step(index=0, phase="ref", purpose=f"reference run at {n} samples", backend=spec.backend,
@@ -135,6 +143,8 @@ class Oracle:
         step = Step(index=len(self.steps) + 1, phase=phase, purpose=purpose, backend=spec.backend,
                     model=spec.model, samples=spec.samples, on=list(on) if on is not None else None,
                     diff_base=diff_base, config_diff=list(config_diff or []), config=spec.config)
+        if result is None and spec.samples not in self._refs:  # candidate and reference together
+            self.prefetch([spec], alpha)
         res, attempts = result if result is not None else self.run(spec)
         step.attempts = attempts
         self._fill(step, res)
@@ -163,6 +173,7 @@ class Oracle:
             bigger = self._escalated_samples(n, getattr(comp, "n_needed", None))
             if bigger is None:
                 break
+            self.prefetch([replace(spec, samples=bigger)], alpha)  # with the reference at that count
             res, attempts = self.run(replace(spec, samples=bigger))
             step.attempts += attempts
             step.escalated_to = n = bigger
@@ -170,6 +181,35 @@ class Oracle:
             comp = self._compare(bigger, res, step, alpha) if res.status == "ok" else None
             step.verdict = comp.verdict if comp is not None else "unresolved"
         return comp
+
+    def prefetch(self, specs: list[EvalSpec], alpha: float | None = None) -> None:
+        """With parallel evaluations: evaluate at once what judging ``specs`` (in order) will need — each
+        spec with the reference at its sample count, then, for each comparison that is inconclusive, the
+        spec again at its escalated sample count with the reference there — so the judging that follows
+        reads results instead of waiting on one evaluation at a time. Records nothing; judging does."""
+        if getattr(self.runner, "max_parallel", 1) <= 1:
+            return
+        wave = list(specs)
+        for _ in range(1 + (MAX_ESCALATIONS if self.escalate else 0)):
+            if not wave:
+                return
+            counts = list(dict.fromkeys(s.samples for s in wave))
+            results = self.runner.evaluate_many(wave + [self.ref_spec_at(n) for n in counts if n not in self._refs])
+            refs = dict(zip([n for n in counts if n not in self._refs], results[len(wave):]))
+            refs.update({n: self._refs[n] for n in counts if n in self._refs})
+            wave = [s for s in (self._escalation_of(s, c, refs[s.samples], alpha) for s, c in zip(wave, results))
+                    if s is not None]
+
+    def _escalation_of(self, spec: EvalSpec, res: EvalResult, ref: EvalResult, alpha) -> EvalSpec | None:
+        """``spec`` at the sample count its inconclusive comparison escalates to (None: no escalation)."""
+        if not self.escalate or res.status != "ok" or ref.status != "ok":
+            return None
+        comp = self.compare(ref.records, res.records) if alpha is None else \
+            self.compare(ref.records, res.records, alpha=alpha)
+        if comp is None or comp.verdict != "inconclusive":
+            return None
+        bigger = self._escalated_samples(spec.samples, getattr(comp, "n_needed", None))
+        return None if bigger is None else replace(spec, samples=bigger)
 
     def record(self, step: Step) -> None:
         step.index = len(self.steps) + 1

@@ -32,6 +32,21 @@ d * (log2 n + 2) for d independent ones, about 4 log2 n for a pair.
 An ``untestable`` probe (an evaluation that stayed unresolved after its retry, or stayed
 inconclusive) is never read as a pass: the half it belongs to is probed the other way, and a
 single knob whose own probe is untestable is reported as a suspect, not a culprit.
+
+Parallel group testing (``adaptive`` with ``width`` w >= 2 probes in flight; w = 1 is the search
+above, unchanged): a *round* is a batch of probes judged together, and rounds, not probes, set the
+wall time. ``_Parallel.find(C, B)`` looks for the shortest prefix C[:i] with B + C[:i] failing (under
+monotone failure its last knob belongs to a culprit group): w prefix lengths per round split the
+candidates into w + 1 parts, so one culprit takes ceil(log_(w+1) n) rounds. The knob found is
+verified alone, with the next "full - culprits" probe speculated in the same round; if it passes
+alone, its partners are searched the same way among the knobs before it, with it switched on. A
+prefix that is untestable is never read either way: when only untestable lengths are left between
+the last passing and the first failing prefix, the one-at-a-time search decides among those knobs.
+Evaluations grow with w (w per round instead of 1 per level): about w / log2(w + 1) times the
+sequential count, plus the found knob's own check. At w = 3 that measured 1.52x the sequential count
+(one culprit among 32 knobs), so w is capped at ``MAX_WIDTH`` = 2: at most 1.31x, and one culprit
+among 64 knobs still takes <= 5 rounds (8 one at a time), within ceil(log_(k+1) 64) + 3 for every
+k >= 2 (``scripts/bench_parallel.py`` measures rounds and evaluations; reports/bench_parallel.json).
 """
 from __future__ import annotations
 
@@ -41,6 +56,7 @@ from typing import Callable, Iterable, Sequence
 PASS, FAIL, UNTESTABLE = "pass", "fail", "untestable"
 OUTCOMES = (PASS, FAIL, UNTESTABLE)
 STRATEGIES = ("adaptive", "linear")
+MAX_WIDTH = 2  # probes in flight per round: evaluations within +50% of the sequential search (docstring)
 
 
 class SearchBudgetExceeded(Exception):
@@ -59,9 +75,11 @@ class Probe:
     on: tuple[str, ...]  # knobs at their full value, in pipeline order
     outcome: str
     purpose: str
+    round: int = 0  # probes of the same round were judged together
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "on": list(self.on), "outcome": self.outcome, "purpose": self.purpose}
+        return {"index": self.index, "on": list(self.on), "outcome": self.outcome, "purpose": self.purpose,
+                "round": self.round}
 
 
 @dataclass
@@ -73,10 +91,15 @@ class SearchResult:
     explained: bool | None = None  # full minus culprits passes (None: could not tell)
     probes: list[Probe] = field(default_factory=list)
     budget_exhausted: bool = False
+    width: int = 1  # probes in flight per round
 
     @property
     def evaluations(self) -> int:
         return len(self.probes)
+
+    @property
+    def rounds(self) -> int:
+        return max((p.round for p in self.probes), default=0)
 
     def culprit_knobs(self) -> list[str]:
         seen: list[str] = []
@@ -88,7 +111,8 @@ class SearchResult:
         return {
             "strategy": self.strategy, "knobs": list(self.knobs), "culprits": [list(g) for g in self.culprits],
             "suspects": list(self.suspects), "explained": self.explained, "evaluations": self.evaluations,
-            "budget_exhausted": self.budget_exhausted, "probes": [p.to_dict() for p in self.probes],
+            "budget_exhausted": self.budget_exhausted, "width": self.width, "rounds": self.rounds,
+            "probes": [p.to_dict() for p in self.probes],
         }
 
 
@@ -105,6 +129,8 @@ class Prober:
         self.budget = budget
         self.memo: dict[frozenset, str] = dict(known or {})
         self.probes: list[Probe] = []
+        self.rounds = 0
+        self._batch = False
 
     def ordered(self, names: Iterable[str]) -> tuple[str, ...]:
         return tuple(sorted(set(names), key=self.pos.__getitem__))
@@ -123,7 +149,8 @@ class Prober:
         if outcome not in OUTCOMES:
             raise ValueError(f"oracle returned {outcome!r}; expected one of {OUTCOMES}")
         self.memo[key] = outcome
-        self.probes.append(Probe(len(self.probes) + 1, on_t, outcome, purpose))
+        self.rounds += not self._batch
+        self.probes.append(Probe(len(self.probes) + 1, on_t, outcome, purpose, self.rounds))
         return outcome
 
     def many(self, sets: list[Iterable[str]], purposes: list[str]) -> list[str]:
@@ -134,13 +161,20 @@ class Prober:
             if k not in self.memo and k not in new:
                 new.append(k)
                 new_purposes.append(p)
-        if new and self.batch_oracle is not None:
+        if not new:
+            return [self.memo[k] for k in keys]
+        self.rounds += 1  # one round, whether the oracle takes the batch at once or one by one
+        if self.batch_oracle is not None:
             self._check_budget(len(new))
             outs = self.batch_oracle([self.ordered(k) for k in new], new_purposes)
             for k, p, o in zip(new, new_purposes, outs):
                 self.memo[k] = o
-                self.probes.append(Probe(len(self.probes) + 1, self.ordered(k), o, p))
-        return [self(k, p) for k, p in zip(keys, purposes)]
+                self.probes.append(Probe(len(self.probes) + 1, self.ordered(k), o, p, self.rounds))
+        self._batch = True
+        try:
+            return [self(k, p) for k, p in zip(keys, purposes)]
+        finally:
+            self._batch = False
 
 
 def _names(s) -> str:
@@ -242,6 +276,96 @@ def adaptive_search(knobs: Sequence[str], prober: Prober, requires: dict | None 
     return res
 
 
+# ------------------------------------------------------------------------------ parallel adaptive
+def _spread(points: list[int], k: int) -> list[int]:
+    """Up to ``k`` of the sorted ``points``, spread evenly (the split of a round)."""
+    if len(points) <= k:
+        return list(points)
+    picks = [points[min(len(points) - 1, round((j + 1) * len(points) / (k + 1)) - 1)] for j in range(k)]
+    return sorted(set(picks))
+
+
+class _Parallel:
+    """Group testing with ``width`` probes in flight per round (module docstring)."""
+
+    def __init__(self, prober: Prober, width: int):
+        self.p = prober
+        self.width = width
+        self.sequential = _Adaptive(prober)  # decides among knobs whose prefixes were untestable
+        self.suspects: list[str] = []
+
+    def _purpose(self, on) -> str:
+        return f"minimal + {_names(self.p.ordered(on))}"
+
+    def prefix_bounds(self, C: list[str], B: frozenset) -> tuple[int, int]:
+        """(lo, hi): B + C[:lo] passes, B + C[:hi] fails, and every length between is untestable (none
+        when hi == lo + 1). Pre: B passes; B + C fails."""
+        lo, hi, untestable = 0, len(C), set()
+        while True:
+            points = [i for i in range(lo + 1, hi) if i not in untestable]
+            if not points:
+                return lo, hi
+            picks = _spread(points, self.width)
+            # spare slots: the possible answers' own checks (B + that knob alone), last first; a failing
+            # one bounds the prefix too (B + C[i-1] within B + C[:i])
+            alone = [i for i in range(hi, lo, -1) if B | {C[i - 1]} not in self.p.memo][:self.width - len(picks)]
+            sets = [B | set(C[:i]) for i in picks] + [B | {C[i - 1]} for i in alone]
+            outs = self.p.many(sets, [self._purpose(x) for x in sets])
+            fails = [i for i, r in zip(picks + alone, outs) if r == FAIL]
+            hi = min(fails + [hi])
+            lo = max([i for i, r in zip(picks, outs) if r == PASS and i < hi] + [lo])
+            untestable |= {i for i, r in zip(picks, outs) if r == UNTESTABLE}
+
+    def find(self, C: list[str], B: frozenset, also: Callable[[list[str]], tuple] | None = None) -> list[str]:
+        """Minimal S within C with B+S failing. Pre: B passes; B + C fails. ``also(S)``: a probe (set,
+        purpose) worth judging in the same round as S's own check (the search's next probe if S holds)."""
+        lo, hi = self.prefix_bounds(C, B)
+        S = [C[hi - 1]] if hi - lo == 1 else self.sequential.find(C[lo:hi], B | set(C[:lo]), True)
+        if lo == 0 and len(S) == hi - lo:  # B + S is the failing prefix itself
+            return S
+        own = B | set(S)
+        if own in self.p.memo:
+            r = self.p.memo[own]
+        else:
+            extra = [also(S)] if also is not None else []
+            r = self.p.many([own] + [e[0] for e in extra], [self._purpose(own)] + [e[1] for e in extra])[0]
+        if r == FAIL or not C[:lo]:
+            return S
+        if r == UNTESTABLE and len(S) == 1:  # as the sequential search: a suspect, not a culprit
+            self.suspects.append(S[0])
+            return S
+        return self.find(C[:lo], own) + S  # S needs partners among the knobs before it
+
+
+def parallel_adaptive_search(knobs: Sequence[str], prober: Prober, width: int, requires: dict | None = None) -> SearchResult:
+    res = SearchResult("adaptive", list(knobs), width=width)
+    engine = _Parallel(prober, width)
+    remaining = list(knobs)
+
+    def next_probe(group):  # "full - culprits" if ``group`` is the next culprit group
+        rest = _drop(remaining, group, requires)
+        return rest, "full - culprits" if rest else "minimal"
+
+    try:
+        while remaining:
+            group = engine.find(remaining, frozenset(), also=next_probe)
+            suspects = engine.suspects + engine.sequential.suspects
+            if all(k in suspects for k in group):
+                res.suspects += [k for k in group if k not in res.suspects]
+            else:
+                res.culprits.append([k for k in group if k not in suspects] or group)
+            remaining = _drop(remaining, group, requires)
+            r = prober(remaining, "full - culprits" if remaining else "minimal")
+            if r != FAIL or not remaining:
+                res.explained = (r == PASS and not res.suspects) if r != UNTESTABLE else None
+                break
+    except SearchBudgetExceeded:
+        res.budget_exhausted = True
+    res.suspects += [k for k in engine.suspects + engine.sequential.suspects if k not in res.suspects]
+    res.probes = prober.probes
+    return res
+
+
 # ------------------------------------------------------------------------------------- linear
 def _required(knob: str, requires: dict | None) -> set[str]:
     """Every knob ``knob`` needs, transitively (its probe switches them on with it)."""
@@ -301,18 +425,22 @@ def linear_search(knobs: Sequence[str], prober: Prober, requires: dict | None = 
 
 
 def run_search(strategy: str, knobs: Sequence[str], oracle, batch_oracle=None, budget: int | None = None,
-               known: dict | None = None, requires: dict | None = None) -> SearchResult:
+               known: dict | None = None, requires: dict | None = None, parallel: int = 1) -> SearchResult:
     """Run ``strategy`` over ``knobs`` (pipeline order) with ``oracle(on_tuple, purpose) -> outcome``.
 
     ``known`` seeds the memo with configurations judged before the search (full fails, minimal
     passes), which are then not counted as search probes. ``requires`` maps a knob to the knobs
     it needs (the oracle switches those on with it); once a knob is blamed, the knobs requiring it
-    leave the search with it.
+    leave the search with it. ``parallel``: probes that can be judged at once (``adaptive`` puts
+    up to ``MAX_WIDTH`` of them in flight per round; ``linear`` batches all of its single-knob probes).
     """
     seed = {frozenset(): PASS, frozenset(knobs): FAIL}
     seed.update(known or {})
     prober = Prober(knobs, oracle, batch_oracle, budget=budget if budget is not None else default_budget(len(knobs)),
                     known=seed)
+    width = max(1, min(int(parallel), MAX_WIDTH))
+    if strategy == "adaptive" and width > 1:
+        return parallel_adaptive_search(knobs, prober, width, requires)
     if strategy == "adaptive":
         return adaptive_search(knobs, prober, requires)
     if strategy == "linear":

@@ -26,6 +26,7 @@ EPILOG = ("Exit status: 0 when the bisect completed (whatever the verdict; see s
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.commands.options import add_config_argument, add_quiet_argument, add_timeout_argument
     from harness.commands.prompts import add_prompt_arguments, add_task_arguments
+    from harness.execution.slots import parse_max_parallel
     from harness.paths import DEMO_MODEL
 
     p.epilog = EPILOG
@@ -67,7 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=".harness", help="evaluation store (default .harness/)")
     p.add_argument("--no-cache", action="store_true", help="do not read cached evaluations (still stores new ones)")
     add_timeout_argument(p, dest="eval_timeout")
-    p.add_argument("--max-parallel", type=int, default=1, help="evaluations run at once (default 1)")
+    p.add_argument("--max-parallel", type=parse_max_parallel, default=1, metavar="N|auto",
+                   help="evaluations run at once, each with its own GPUs (world_size of them) or share of the CPU "
+                   "cores; auto: one per GPU, or per core on a CPU machine (default 1)")
     add_quiet_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (phases, knobs, worst-case evaluations) "
                    "and exit without evaluating")
@@ -257,7 +260,7 @@ def run_section(state, stats: dict, started: float, wall: float, run_dir, dump_g
     import time
     from pathlib import Path
 
-    overhead = max(0.0, wall - stats["backend_seconds"])
+    overhead = max(0.0, wall - stats.get("busy_seconds", stats["backend_seconds"]))  # no evaluation running
     age = process_age()
     command = max(age, wall) if age is not None else wall
     split = {"command_seconds": round(command, 3), "run_seconds": round(wall, 3),

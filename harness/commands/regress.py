@@ -13,6 +13,7 @@ DEFAULT_HISTORY = "reports/regress/history.db"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.commands.options import add_quiet_argument
+    from harness.execution.slots import parse_max_parallel
     from harness.execution.slurm import add_executor_arguments
 
     p.add_argument("--suite", required=True, help="suite YAML (models x tasks x configs x samples), "
@@ -37,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds per evaluation before it counts as unresolved (default: the suite's "
                         "defaults.timeout, else 1800); passed on to --bisect-on-fail's bisects")
     p.add_argument("--eval-timeout", dest="timeout", type=float, help=argparse.SUPPRESS)
-    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                   help="evaluations at once (default: suite defaults.max_parallel or 1)")
+    p.add_argument("--max-parallel", type=parse_max_parallel, default=None, metavar="N|auto",
+                   help="evaluations at once; auto: one per GPU, or per core on a CPU machine (default: suite "
+                   "defaults.max_parallel or 1)")
     add_quiet_argument(p)
     add_executor_arguments(p)
 

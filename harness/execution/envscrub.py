@@ -17,6 +17,7 @@ SCRUB_FILE = CONFIGS / "scrub_env.yaml"
 # Offline switches set for workers whose model is a local path (unless the user set them).
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+TORCH_THREADS_VAR = "HARNESS_TORCH_THREADS"  # torch.set_num_threads in the CPU backends (harness/backends/hf/backend.py)
 
 
 @lru_cache(maxsize=None)
@@ -40,14 +41,26 @@ def should_scrub(name: str, rules: dict) -> bool:
     return up in rules["names"] or up in rules["harness_owned"] or up.startswith(rules["prefixes"])
 
 
+def thread_env(threads: int | None, torch_threads: int | None = None) -> dict:
+    """The thread variables of a worker with a budget of ``threads`` threads: OpenMP, MKL and OpenBLAS
+    get the budget; torch's intra-op count is ``torch_threads`` (the backend's own, ``Backend.cpu_threads``)
+    capped by the budget, or the budget when the backend has none."""
+    if not threads:
+        return {}
+    out = {var: str(threads) for var in THREAD_VARS}
+    out[TORCH_THREADS_VAR] = str(min(threads, torch_threads) if torch_threads else threads)
+    return out
+
+
 def worker_env(base: dict | None = None, harness_set: dict | None = None, *, threads: int | None = None,
-               offline: bool = True, rules: dict | None = None) -> tuple[dict, dict]:
+               offline: bool = True, rules: dict | None = None, torch_threads: int | None = None) -> tuple[dict, dict]:
     """(env for the worker, {removed name: value}).
 
     ``harness_set`` are variables the harness itself sets for this evaluation (e.g.
-    AD_DUMP_GRAPHS_DIR for --dump-graphs); they are applied after scrubbing and never recorded
-    as removed. ``threads`` sets OMP/MKL/OpenBLAS thread counts unless the user set them.
-    ``offline`` sets the Hugging Face offline switches unless the user set them.
+    AD_DUMP_GRAPHS_DIR for --dump-graphs, the slot's CUDA_VISIBLE_DEVICES); they are applied after
+    scrubbing and never recorded as removed. ``threads`` sets the thread variables
+    (``thread_env``) unless the user set them. ``offline`` sets the Hugging Face offline switches
+    unless the user set them.
     """
     rules = rules or scrub_rules()
     base = dict(os.environ if base is None else base)
@@ -57,21 +70,11 @@ def worker_env(base: dict | None = None, harness_set: dict | None = None, *, thr
             removed[name] = value
         else:
             env[name] = value
-    if threads:
-        for var in THREAD_VARS:
-            env.setdefault(var, str(threads))
+    for var, value in thread_env(threads, torch_threads).items():
+        env.setdefault(var, value)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if offline:
         for var in OFFLINE_VARS:
             env.setdefault(var, "1")
     env.update({k: str(v) for k, v in (harness_set or {}).items()})
     return env, dict(sorted(removed.items()))
-
-
-def cpu_threads(max_parallel: int) -> int:
-    """Threads per worker so concurrent CPU workers do not oversubscribe the machine."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    return max(1, n // max(1, max_parallel))

@@ -37,7 +37,8 @@ import traceback
 from pathlib import Path
 
 from harness.backends import capabilities
-from harness.execution.envscrub import cpu_threads, worker_env
+from harness.execution.envscrub import worker_env
+from harness.execution.slots import AUTO, Machine, SlotPool, auto_parallel, discover
 from harness.errors import EngineInputError, HarnessError, one_of
 from harness.evaluation.spec import EvalResult, EvalSpec
 from harness.execution.worker import register_extra_backends
@@ -162,10 +163,18 @@ def _is_local_model(model: str) -> bool:
 class Executor:
     name = ""
 
-    def __init__(self, timeout: float | None = 1800, max_parallel: int = 1, **options):
+    def __init__(self, timeout: float | None = 1800, max_parallel: int | str = 1, **options):
         self.timeout = timeout
-        self.max_parallel = max(1, int(max_parallel))
+        self.max_parallel = self.resolve_parallel(max_parallel)
         self.options = options
+
+    def resolve_parallel(self, value: int | str) -> int:
+        """``max_parallel`` as a number (``auto``: fill this machine, ``harness.execution.slots``)."""
+        return auto_parallel(discover()) if value == AUTO else max(1, int(value))
+
+    def capacity(self, spec: EvalSpec) -> int:
+        """How many evaluations like ``spec`` run at once."""
+        return self.max_parallel
 
     def run(self, spec: EvalSpec, workdir: Path, harness_env: dict | None = None) -> EvalResult:
         raise NotImplementedError
@@ -179,7 +188,7 @@ class ForkServerClient:
 
     READY_TIMEOUT_S = 300.0
 
-    def __init__(self, python: str, env: dict, log_path: Path, preload: list[str]):
+    def __init__(self, python: str, env: dict, log_path: Path, preload: list[str], warm: list[str] = ()):
         self.env = env
         self.ready = threading.Event()
         self.dead = False
@@ -190,7 +199,8 @@ class ForkServerClient:
         self._ids = itertools.count()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as logf:
-            self.proc = subprocess.Popen([python, "-m", "harness.execution.forkserver", *preload], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen([python, "-m", "harness.execution.forkserver", *preload,
+                                          *(f"--warm={w}" for w in warm)], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=logf, env=env, start_new_session=True)
         threading.Thread(target=self._read, name="harness-forkserver", daemon=True).start()
 
@@ -261,22 +271,33 @@ def import_time_env(env: dict) -> dict:
     return {k: v for k, v in env.items() if k.upper().startswith(IMPORT_TIME_ENV_PREFIXES)}
 
 
+def _without(env: dict, keys) -> dict:
+    return {k: v for k, v in env.items() if k not in keys}
+
+
 class LocalExecutor(Executor):
     """A fresh worker process per evaluation: forked from a preloaded fork server when possible
     (``harness.execution.forkserver``), else ``python -m harness.execution.worker``.
 
+    Every worker runs in its own resource slot (``harness.execution.slots``): the GPUs its backend
+    occupies, disjoint from every other running worker's, and a thread budget of cores /
+    max_parallel; an evaluation that does not fit waits.
+
     Options: ``fork_server`` (None = auto: on for Linux unless HARNESS_FORK_SERVER=0; the
-    TensorRT-LLM backends always get a plain process), ``python``, ``threads`` (OMP/MKL threads
-    per worker; default cores // max_parallel).
+    TensorRT-LLM backends always get a plain process), ``python``, ``threads`` (the thread budget
+    per worker; default cores // max_parallel), ``machine`` (a ``slots.Machine``: the devices to
+    share out; default ``slots.discover()``).
     """
 
     name = "local"
 
     def __init__(self, timeout=1800, max_parallel=1, python: str | None = None, threads: int | None = None,
-                 fork_server: bool | None = None, **options):
+                 fork_server: bool | None = None, machine: Machine | None = None, **options):
+        self.machine = machine or discover()
         super().__init__(timeout, max_parallel, **options)
+        self.slots = SlotPool(self.machine, self.max_parallel)
         self.python = python or sys.executable
-        self.threads = threads or cpu_threads(self.max_parallel)
+        self.threads = threads or self.slots.threads
         if fork_server is None:
             fork_server = (sys.platform.startswith("linux") and hasattr(os, "fork")
                            and os.environ.get("HARNESS_FORK_SERVER", "1") != "0")
@@ -284,23 +305,36 @@ class LocalExecutor(Executor):
         self._server: ForkServerClient | None = None
         self._server_lock = threading.Lock()
 
+    def resolve_parallel(self, value: int | str) -> int:
+        return auto_parallel(self.machine) if value == AUTO else max(1, int(value))
+
+    def capacity(self, spec: EvalSpec) -> int:
+        return self.slots.capacity(self.slots.gpus_for(capabilities(spec.backend), spec.config))
+
     def close(self) -> None:
         with self._server_lock:
             if self._server is not None:
                 self._server.close()
                 self._server = None
 
-    def _server_for(self, spec: EvalSpec, env: dict, harness_env: dict, log_dir: Path) -> ForkServerClient | None:
+    def _server_for(self, spec: EvalSpec, env: dict, per_eval: dict, log_dir: Path) -> ForkServerClient | None:
+        """The fork server, started on first use; None when it cannot run this evaluation. ``per_eval``:
+        variables set for this evaluation only (its slot's devices, --dump-graphs): the server never
+        has them, the child gets them (the server never initialises CUDA, so CUDA_VISIBLE_DEVICES
+        takes effect in the child)."""
         if not self.fork_server or not capabilities(spec.backend).fork_safe:
             return None
+        shared = _without(env, set(per_eval) | {"HARNESS_LAUNCH_TIME"})
         with self._server_lock:
             if self._server is None:
-                base = {k: v for k, v in env.items() if k != "HARNESS_LAUNCH_TIME" and k not in harness_env}
                 from harness.execution.forkserver import preload_list
 
-                self._server = ForkServerClient(self.python, base, log_dir / "forkserver.log",
-                                                preload_list(spec.backend))
-            elif import_time_env(self._server.env) != import_time_env(env) or self._server.dead:
+                # the first evaluation's model, loaded once for every worker (CPU machines: on a GPU one
+                # the workers load onto their GPU)
+                warm = [f"{spec.backend}={spec.model}"] if not self.machine.gpus and _is_local_model(spec.model) else []
+                self._server = ForkServerClient(self.python, shared, log_dir / "forkserver.log",
+                                                preload_list(spec.backend), warm)
+            elif import_time_env(self._server.env) != import_time_env(shared) or self._server.dead:
                 return None  # environment changed since the server started: plain process
             return self._server
 
@@ -365,26 +399,15 @@ class LocalExecutor(Executor):
         spec_path, out_path, log_path = workdir / "spec.json", workdir / "result.json", workdir / "worker.log"
         out_path.unlink(missing_ok=True)
         write_json_atomic(spec_path, spec.to_dict())
-        harness_env = dict(harness_env or {})
-        env, removed = worker_env(harness_set=harness_env, threads=self.threads, offline=_is_local_model(spec.model))
-        # the worker imports this very harness, installed or not
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env["HARNESS_PARENT_PID"] = str(os.getpid())
-        t0 = time.monotonic()
-        env["HARNESS_LAUNCH_TIME"] = repr(time.time())
-        outcome, mode = None, "subprocess"
-        server = self._server_for(spec, env, harness_env, workdir.parent)
-        if server is not None:
-            outcome = self._run_forked(server, {"spec": str(spec_path), "out": str(out_path), "log": str(log_path),
-                                                "env": env})
-            mode = "fork-server"
-        if outcome is None:
-            mode = "subprocess"
-            t0 = time.monotonic()
-            env["HARNESS_LAUNCH_TIME"] = repr(time.time())
-            outcome = self._run_process(worker_command(spec_path, out_path, self.python), env, log_path)
-        rc, timed_out = outcome
-        wall = time.monotonic() - t0
+        caps = capabilities(spec.backend)
+        with self.slots.slot(self.slots.gpus_for(caps, spec.config)) as slot:
+            per_eval = {**dict(harness_env or {}), **slot.env()}
+            env, removed = worker_env(harness_set=per_eval, threads=self.threads, torch_threads=caps.cpu_threads,
+                                      offline=_is_local_model(spec.model))
+            # the worker imports this very harness, installed or not
+            env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            env["HARNESS_PARENT_PID"] = str(os.getpid())
+            rc, timed_out, mode, wall = self._launch(spec, env, per_eval, spec_path, out_path, log_path)
         result = read_worker_result(rc, out_path, log_path, timed_out=timed_out)
         inner = ((result.info or {}).get("timings") or {}).get("total_s")
         result.info = dict(result.info or {})
@@ -392,9 +415,26 @@ class LocalExecutor(Executor):
         result.info["executor"] = {
             "name": self.name, "mode": mode, "returncode": rc, "wall_s": round(wall, 3),
             "worker_overhead_s": None if inner is None else round(wall - inner, 3),
-            "worker_log": str(log_path), "threads": self.threads,
+            "worker_log": str(log_path), **slot.to_dict(), "threads": self.threads,
         }
         return result
+
+    def _launch(self, spec: EvalSpec, env: dict, per_eval: dict, spec_path: Path, out_path: Path,
+                log_path: Path) -> tuple[int, float | None, str, float]:
+        """Run the worker: forked from the fork server when it can, else a plain process.
+        Returns (returncode, timed_out, mode, wall seconds)."""
+        t0 = time.monotonic()
+        env["HARNESS_LAUNCH_TIME"] = repr(time.time())
+        server = self._server_for(spec, env, per_eval, spec_path.parent.parent)
+        if server is not None:
+            outcome = self._run_forked(server, {"spec": str(spec_path), "out": str(out_path), "log": str(log_path),
+                                                "env": env})
+            if outcome is not None:
+                return (*outcome, "fork-server", time.monotonic() - t0)
+        t0 = time.monotonic()
+        env["HARNESS_LAUNCH_TIME"] = repr(time.time())
+        outcome = self._run_process(worker_command(spec_path, out_path, self.python), env, log_path)
+        return (*outcome, "subprocess", time.monotonic() - t0)
 
 
 _inprocess_lock = threading.Lock()

@@ -13,11 +13,21 @@ Not used for TensorRT-LLM backends (MPI and CUDA state must not be forked) or wh
 environment differs from the one the server started with; the executor then launches a plain
 worker process. ``HARNESS_FORK_SERVER=0`` disables it.
 
+Warm models: ``--warm=backend=model`` arguments make the server call ``Backend.warm(model)`` after the
+imports (the hf and ad-emulator backends load the model's weights and tokenizer on CPU, without leaving a
+thread running), so each forked worker starts with that model in memory, copy-on-write, instead of
+reading it again (harness/backends/hf/backend.py, ``keep_loaded``).
+
 Protocol (JSON lines): the server prints ``{"ready": ...}`` after preloading; a request
 ``{"id", "spec", "out", "log", "env"}`` on stdin is answered by ``{"id", "pid"}`` when the child
 starts and ``{"id", "returncode"}`` (``os.waitstatus_to_exitcode``) when it ends. EOF on stdin:
-the server kills its children and exits. The server dies with its parent (PR_SET_PDEATHSIG), and
-each child dies with the server, so killing the orchestrator leaves no worker behind.
+the server kills its children and exits. The server leaves with its parent: the orchestrator's end of
+the pipe closes when it dies (EOF), and the loop also checks the parent pid. (Not PR_SET_PDEATHSIG:
+Linux sends that signal when the parent *thread* exits, and the orchestrator may start the server
+from a thread of ``Runner.evaluate_many``'s pool, which ends with the batch; the server then died
+after the first parallel batch and every later evaluation paid a cold ``python`` start.) Each child
+dies with the server (PR_SET_PDEATHSIG: the server is single-threaded), so killing the orchestrator
+leaves no worker behind.
 
 The server is single-threaded on purpose (select + waitpid polling): forking a multi-threaded
 process can leave a child holding a lock no thread will release.
@@ -108,11 +118,34 @@ def _child(req: dict, server_pid: int) -> None:
             os._exit(rc)
 
 
-def serve(modules: list[str]) -> None:
-    die_with_parent()  # the orchestrator ($HARNESS_PARENT_PID): PR_SET_PDEATHSIG, or exit if it is gone
+def _orphaned(parent: str | None) -> bool:
+    return bool(parent) and str(os.getppid()) != parent
+
+
+def warm(items: list[str]) -> dict:
+    """``backend=model`` items: ``Backend.warm(model)`` of each (the model loaded once, on CPU, before any
+    fork; forked workers find it in memory). A failure only costs the speed-up: the worker loads it."""
+    from harness.backends import capabilities
+
+    done, failed = [], {}
+    for item in items:
+        backend, _, model = item.partition("=")
+        try:
+            capabilities(backend).warm(model)
+            done.append(item)
+        except Exception as exc:  # noqa: BLE001
+            failed[item] = f"{type(exc).__name__}: {exc}"[:200]
+    return {"warmed": done, "warm_failed": failed}
+
+
+def serve(modules: list[str], warm_items: list[str] = ()) -> None:
+    parent = os.environ.get("HARNESS_PARENT_PID")
+    if _orphaned(parent):
+        os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     t0 = time.time()
     info = preload(modules)
+    info.update(warm(list(warm_items)))
     info["preload_s"] = round(time.time() - t0, 3)
     info["pid"] = os.getpid()
     try:
@@ -131,38 +164,51 @@ def serve(modules: list[str]) -> None:
                 data = os.read(0, 1 << 16)
                 if not data:
                     stdin_open = False
-                    for pid in list(children):
-                        try:
-                            os.killpg(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
+                    _kill_all(children)
                 buf += data
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    req = json.loads(line)
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    pid = os.fork()
-                    if pid == 0:
-                        _child(req, me)
-                    children[pid] = req["id"]
-                    _send({"id": req["id"], "pid": pid})
+                    if line.strip():
+                        _start(json.loads(line), children, me)
+            if stdin_open and _orphaned(parent):  # the orchestrator is gone: end as on EOF
+                stdin_open = False
+                _kill_all(children)
         else:
             time.sleep(0.05)
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                children.clear()
-                break
-            if pid == 0:
-                break
-            rid = children.pop(pid, None)
-            if rid is not None:
-                _send({"id": rid, "returncode": os.waitstatus_to_exitcode(status)})
+        _reap(children)
 
+
+def _start(req: dict, children: dict[int, str], me: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _child(req, me)
+    children[pid] = req["id"]
+    _send({"id": req["id"], "pid": pid})
+
+
+def _kill_all(children: dict[int, str]) -> None:
+    for pid in list(children):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _reap(children: dict[int, str]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            children.clear()
+            return
+        if pid == 0:
+            return
+        rid = children.pop(pid, None)
+        if rid is not None:
+            _send({"id": rid, "returncode": os.waitstatus_to_exitcode(status)})
 
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    WARM = "--warm="
+    serve([a for a in sys.argv[1:] if not a.startswith(WARM)], [a[len(WARM):] for a in sys.argv[1:] if a.startswith(WARM)])

@@ -4,6 +4,7 @@
                     quiet=False, executor="local", workdir=None)
     result = runner.evaluate(spec)            # EvalResult; store lookup first
     results = runner.evaluate_many(specs)     # same order as specs, up to max_parallel at once
+    runner.parallel_for(spec)                 # how many evaluations like spec run at once
     runner.key(spec)                          # the cache key (sha256 hex)
     runner.stats                              # hits, misses, evaluations_run, unresolved, ...
 
@@ -15,7 +16,18 @@ transaction and returns it. Every result carries ``info["cache_key"]``, ``info["
 ``use_cache=False`` (--no-cache) skips the lookup but still stores the fresh result (and moves a
 corrupt store aside instead of stopping). Several runs sharing one store compute each evaluation
 once: before evaluating a key the runner claims it in the store (``Store.claim``); a key another
-live process holds is waited for and its stored result used.
+live process holds is waited for and its stored result used. A result this
+runner evaluated itself and hands out again (a batch evaluated ahead of its judging, e.g.
+``evaluate_many`` before the oracle reads each result) is not "cached": it counts as ``reused``, not
+as a store hit. ``max_parallel="auto"`` fills the machine (``harness.execution.slots``); the executor
+gives each concurrent evaluation its own devices and thread budget.
+
+Time: ``stats`` sums each evaluation's seconds (``backend_seconds``, ``engine_seconds`` inside
+``run_evaluation``, ``worker_overhead_seconds`` outside it) and also measures the union of the
+intervals during which any evaluation ran (``busy_seconds``) or any engine ran (``engine_busy_seconds``,
+each engine interval taken as the last ``engine`` seconds of its evaluation), so that with parallel
+evaluations ``wall - busy_seconds`` is the orchestrator's own time and ``wall - engine_busy_seconds``
+everything outside the engines.
 Bad input (HarnessError: unknown backend/task, bad config, a worker that exits 2) is raised.
 Because every finished evaluation is committed before the next one starts, killing the
 orchestrator at any moment and rerunning continues from the stored evaluations.
@@ -34,7 +46,7 @@ from harness.jsonio import canonical_json
 from harness.evaluation.store import Store
 
 CLAIM_POLL_S = 0.5  # seconds between looks at a claim another process holds
-STAT_KEYS = ("hits", "misses", "evaluations_run", "unresolved", "backend_seconds", "engine_seconds",
+STAT_KEYS = ("hits", "reused", "misses", "evaluations_run", "unresolved", "backend_seconds", "engine_seconds",
              "worker_overhead_seconds")
 
 
@@ -68,11 +80,11 @@ class Runner:
         self.store = Store(self.cache_dir, recover=not use_cache)
         self.use_cache = use_cache
         self.timeout = timeout
-        self.max_parallel = max(1, int(max_parallel))
         self.workdir = Path(workdir) if workdir else self.cache_dir / "work"
         self.dump_graphs_dir = Path(dump_graphs_dir) if dump_graphs_dir else None
-        self.executor = get_executor(executor, timeout=timeout, max_parallel=self.max_parallel,
+        self.executor = get_executor(executor, timeout=timeout, max_parallel=max_parallel,
                                      **(executor_options or {}))
+        self.max_parallel = self.executor.max_parallel  # "auto" resolved by the executor
         self.progress = progress or Progress(quiet=quiet)
         if self.store.moved_aside is not None:
             self.progress.log(f"warning: the cache database was corrupt; moved it aside to {self.store.moved_aside} "
@@ -82,16 +94,27 @@ class Runner:
         self._stats = {k: 0 for k in STAT_KEYS}
         self._keys: dict[str, tuple[str, dict]] = {}
         self._inflight: dict[str, Future] = {}
+        self._ran: set[str] = set()  # keys this runner evaluated
+        self._held: dict[str, EvalResult] = {}  # unresolved results of evaluate_many, handed out once more
+        self._intervals: list[tuple[float, float, float]] = []  # (start, end, engine seconds) per evaluation
 
     # -- API --------------------------------------------------------------------------------
     @property
     def stats(self) -> dict:
         with self._lock:
             out = dict(self._stats)
+            spans = list(self._intervals)
         for k in ("backend_seconds", "engine_seconds", "worker_overhead_seconds"):
             out[k] = round(out[k], 3)
+        out["busy_seconds"] = round(union_seconds([(a, b) for a, b, _ in spans]), 3)
+        out["engine_busy_seconds"] = round(union_seconds([(b - min(e, b - a), b) for a, b, e in spans]), 3)
         out["wall_seconds"] = round(time.monotonic() - self._t0, 3)
         return out
+
+    def parallel_for(self, spec: EvalSpec) -> int:
+        """How many evaluations like ``spec`` run at once (max_parallel, fewer when each needs several
+        of the machine's GPUs)."""
+        return max(1, min(self.max_parallel, self.executor.capacity(spec)))
 
     def key(self, spec: EvalSpec) -> str:
         """The cache key of ``spec`` (memoised per spec content for this runner)."""
@@ -126,15 +149,17 @@ class Runner:
         t0 = time.monotonic()
         token = self.progress.start(spec_label(spec))
         try:
-            result, cached = self._get_or_run(spec, key, token)
+            result, source = self._get_or_run(spec, key, token)
         except BaseException as exc:
             self.progress.abort(token, spec_label(spec), exc)
             raise
         wall = time.monotonic() - t0
         result.info["cache_key"] = key
-        result.info["cached"] = cached
+        result.info["cached"] = source == "cache"
+        if source == "reused":
+            result.info["reused"] = True
         result.info["wall_s"] = round(wall, 3)
-        self.progress.finish(token, spec_label(spec), result, cached, wall)
+        self.progress.finish(token, spec_label(spec), result, source != "run", wall)
         return result
 
     def evaluate_many(self, specs: list[EvalSpec]) -> list[EvalResult]:
@@ -147,10 +172,21 @@ class Runner:
         for s in specs:
             self.key(s)
         if self.max_parallel == 1 or len(specs) <= 1:
-            return [self.evaluate(s) for s in specs]
+            return [self._evaluate_held(s) for s in specs]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="harness-many") as pool:
-            futures = [pool.submit(self.evaluate, s) for s in specs]
+            futures = [pool.submit(self._evaluate_held, s) for s in specs]
             return [f.result() for f in futures]
+
+    def _evaluate_held(self, spec: EvalSpec) -> EvalResult:
+        """``evaluate``; an unresolved result it ran is held for the next ``evaluate`` of the same spec,
+        which gets it instead of running it again (a batch evaluated ahead of its reader, then read
+        back: the reader's own retry of an unresolved result is the second attempt, not the third)."""
+        result = self.evaluate(spec)
+        if result.status != "ok" and not result.info.get("cached") and not result.info.get("reused"):
+            key = self.key(spec)  # takes self._lock itself: not under it
+            with self._lock:
+                self._held[key] = result
+        return result
 
     def close(self) -> None:
         self.executor.close()
@@ -170,12 +206,19 @@ class Runner:
             for k, v in inc.items():
                 self._stats[k] += v
 
-    def _get_or_run(self, spec: EvalSpec, key: str, token: int | None = None) -> tuple[EvalResult, bool]:
-        if self.use_cache:
+    def _get_or_run(self, spec: EvalSpec, key: str, token: int | None = None) -> tuple[EvalResult, str]:
+        """(result, where it came from: "run" now, "cache" (an earlier run's) or "reused" (this runner's))."""
+        with self._lock:
+            held = self._held.pop(key, None)
+        if held is not None:
+            self._count(reused=1)
+            return EvalResult.from_dict(_copy(held.to_dict())), "reused"
+        if self.use_cache or key in self._ran:
             hit = self.store.get(key)
             if hit is not None:
-                self._count(hits=1)
-                return hit, True
+                source = "reused" if key in self._ran else "cache"
+                self._count(**{"reused" if source == "reused" else "hits": 1})
+                return hit, source
         # one evaluation per key at a time, even when two callers ask concurrently
         with self._lock:
             fut = self._inflight.get(key)
@@ -185,8 +228,8 @@ class Runner:
                 self._inflight[key] = fut
         if not owner:
             result = fut.result()
-            self._count(hits=1)
-            return EvalResult.from_dict(_copy(result.to_dict())), True
+            self._count(reused=1)
+            return EvalResult.from_dict(_copy(result.to_dict())), "reused"
         try:
             result, cached = self._claimed_run(spec, key, token)
             fut.set_result(result)
@@ -196,7 +239,7 @@ class Runner:
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
-        return EvalResult.from_dict(_copy(result.to_dict())), cached
+        return EvalResult.from_dict(_copy(result.to_dict())), "cache" if cached else "run"
 
     def _claimed_run(self, spec: EvalSpec, key: str, token: int | None = None) -> tuple[EvalResult, bool]:
         """Run ``spec`` under the store's claim on ``key`` (with the cache on), so a run sharing this store
@@ -237,7 +280,8 @@ class Runner:
         t0 = time.monotonic()
         with self.progress.watch(token, progress_file) if token is not None else _nothing():
             result = self.executor.run(spec, self.workdir / key[:16], harness_env)
-        seconds = time.monotonic() - t0
+        t1 = time.monotonic()
+        seconds = t1 - t0
         result.info = dict(result.info or {})
         result.info["key_parts"] = self._key_and_digests(spec)[1]
         result.info["harness_code"] = code_hash()
@@ -247,6 +291,9 @@ class Runner:
         self._count(evaluations_run=1, unresolved=int(result.status != "ok"), backend_seconds=seconds,
                     engine_seconds=inner, worker_overhead_seconds=max(0.0, seconds - inner) if inner else 0.0)
         self.store.put(key, spec.to_dict(), result)
+        with self._lock:
+            self._ran.add(key)
+            self._intervals.append((t0, t1, inner))
         return result
 
 
@@ -254,6 +301,19 @@ def _nothing():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def union_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals."""
+    total, end = 0.0, None
+    for a, b in sorted(spans):
+        if end is None or a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total
 
 
 def _copy(d: dict) -> dict:

@@ -14,8 +14,10 @@ Slurm time limit, a node failure, scancel) is ``unresolved`` with Slurm's own st
 nodes share (they are under --cache-dir).
 
 Independent evaluations run concurrently: the Runner calls ``run`` from up to --max-parallel
-threads, each one submits a job and waits for it. ``--slurm-cluster local|debug`` runs the same
-path through submitit's local / in-process executors (tests, no Slurm needed).
+threads, each one submits a job and waits for it. Each job asks for the GPUs its evaluation needs:
+--gpus, raised to the config's ``world_size`` for the TensorRT-LLM backends (``gpus_for``).
+``--slurm-cluster local|debug`` runs the same path through submitit's local / in-process executors
+(tests, no Slurm needed).
 
 submitit is optional: ``pip install submitit`` (or ``pip install harness[slurm]``).
 """
@@ -31,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.backends import capabilities
 from harness.errors import HarnessError
 from harness.evaluation.spec import EvalResult, EvalSpec
 from harness.execution.executor import Executor, LocalExecutor, log_tail, read_worker_result, worker_command
@@ -171,13 +174,24 @@ class SlurmExecutor(Executor):
         self.time_min = parse_time_minutes(time) or (
             max(1, int((timeout or 3600) // 60) + 5))
 
-    def _executor(self, folder: Path):
+    def resolve_parallel(self, value) -> int:
+        if value == "auto":
+            raise HarnessError("--max-parallel auto fills a local machine; with --executor slurm give the number of "
+                               "jobs to keep in flight, e.g. --max-parallel 8")
+        return super().resolve_parallel(value)
+
+    def gpus_for(self, spec: EvalSpec) -> int:
+        """GPUs of the job: --gpus, raised to what the evaluation cannot run without (``world_size`` for
+        TensorRT-LLM, ``Backend.gpus_required``)."""
+        return max(int(self.gpus or 0), capabilities(spec.backend).gpus_required(spec.config))
+
+    def _executor(self, folder: Path, gpus: int = 0):
         import submitit
 
         ex = submitit.AutoExecutor(folder=str(folder), cluster=self.cluster)
         params = {"timeout_min": self.time_min, "name": "harness-eval", "nodes": 1, "tasks_per_node": 1}
-        if self.gpus:
-            params["gpus_per_node"] = int(self.gpus)
+        if gpus:
+            params["gpus_per_node"] = int(gpus)
         if self.cpus:
             params["cpus_per_task"] = int(self.cpus)
         if self.mem_gb:
@@ -200,12 +214,13 @@ class SlurmExecutor(Executor):
         out_path.unlink(missing_ok=True)
         log_path.unlink(missing_ok=True)
         write_json_atomic(spec_path, spec.to_dict())
-        env, removed = worker_env(harness_set=harness_env, threads=self.cpus,
-                                  offline=Path(spec.model).expanduser().exists())
+        env, removed = worker_env(harness_set=harness_env, threads=self.cpus, offline=Path(spec.model).expanduser().exists(),
+                                  torch_threads=capabilities(spec.backend).cpu_threads)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         argv = worker_command(spec_path, out_path, self.python)
         t0 = time.monotonic()
-        ex = self._executor(workdir / "submitit")
+        gpus = self.gpus_for(spec)
+        ex = self._executor(workdir / "submitit", gpus)
         try:
             job = ex.submit(_job_main, argv, env, str(log_path), self.timeout)
         except Exception as exc:  # noqa: BLE001 - sbatch refused (partition, account, ...): the user's to fix
@@ -225,7 +240,7 @@ class SlurmExecutor(Executor):
             "name": self.name, "cluster": self.cluster, "slurm_job_id": job_id,
             "host": (info or {}).get("host"), "returncode": (info or {}).get("returncode"),
             "wall_s": round(wall, 3), "job_wall_s": (info or {}).get("wall_s"), "worker_log": str(log_path),
-            "partition": self.partition, "gpus": self.gpus, "time_min": self.time_min, "account": self.account,
+            "partition": self.partition, "gpus": gpus, "time_min": self.time_min, "account": self.account,
         }
         return result
 

@@ -114,9 +114,17 @@ class EmulatorBackend(Backend):
     takes_world_size = True
     takes_plugins = True
     needs_local_model = True
+    uses_gpu = False  # a CPU stand-in: it never takes a GPU
+    cpu_threads = 1  # torch.set_num_threads($HARNESS_TORCH_THREADS or 1) (harness/backends/hf/backend.py)
     preload_modules = TORCH_STACK + ("harness.backends.hf.backend", "harness.backends.hf.generate",
                                      "harness.backends.emulator.backend")
     supports_activation_capture = True
+
+    @classmethod
+    def warm(cls, model: str) -> None:
+        from harness.backends.hf.backend import keep_loaded  # the emulator transforms the hf model in place
+
+        keep_loaded(model)
 
     def catalogue(self, default_yaml: str, user: dict, plugins: list[str]):
         from harness.backends.emulator.pipeline import build_catalogue

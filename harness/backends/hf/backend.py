@@ -60,13 +60,43 @@ def set_cpu_threads() -> int:
     return torch.get_num_threads()
 
 
+# Models loaded ahead of the evaluation (``keep_loaded``): the fork server loads one before it forks, so
+# each forked worker finds it in memory (its own copy-on-write copy) instead of reading it again.
+_KEPT: dict[tuple[str, str, str], tuple] = {}
+
+
+def keep_loaded(model: str) -> None:
+    """Load ``model`` on CPU now and keep it for the next ``load_model_and_tokenizer`` of this process
+    (``Backend.warm``). It also does transformers' and tokenizers' one-time work (lazy imports, first
+    tokenizer build) that every fresh worker would otherwise repeat. Leaves no thread behind."""
+    import tqdm
+    from transformers.utils import logging as hf_logging
+
+    interval, bars = tqdm.tqdm.monitor_interval, hf_logging.is_progress_bar_enabled()
+    tqdm.tqdm.monitor_interval = 0  # no tqdm monitor thread in a process that forks
+    hf_logging.disable_progress_bar()
+    try:
+        path = check_model_dir(model)
+        _KEPT[(str(path.resolve()), "cpu", "float32")] = load_model_and_tokenizer(str(path), device="cpu")
+    finally:
+        tqdm.tqdm.monitor_interval = interval
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_model_and_tokenizer(model: str, device: str | None = None, dtype: str = "float32"):
-    """(model, tokenizer, device) from a local directory, eval mode, no gradients."""
+    """(model, tokenizer, device) from a local directory, eval mode, no gradients. A model kept by
+    ``keep_loaded`` is handed out once (the caller may transform it in place), then read again."""
     path = check_model_dir(model)  # before the heavy imports: a typo fails fast
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or pick_device()
+    kept = _KEPT.pop((str(path.resolve()), device, dtype), None)
+    if kept is not None:
+        if device == "cpu":
+            set_cpu_threads()
+        return kept
     if device == "cpu":
         set_cpu_threads()
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -116,6 +146,7 @@ class HFBackend(Backend):
     name = "hf"
     takes_ad_config = False
     needs_local_model = True
+    cpu_threads = 1  # set_cpu_threads: one intra-op thread on CPU, whatever the worker's budget
     preload_modules = TORCH_STACK + ("harness.backends.hf.backend", "harness.backends.hf.generate")
     supports_activation_capture = True
 
@@ -124,6 +155,10 @@ class HFBackend(Backend):
 
         mdl, tok, _ = load_model_and_tokenizer(model, device="cpu")
         return ActivationModel(mdl, tok)
+
+    @classmethod
+    def warm(cls, model: str) -> None:
+        keep_loaded(model)
 
     def open(self, model: str, config: dict, context: dict | None = None) -> Engine:
         mdl, tok, device = load_model_and_tokenizer(model)

@@ -397,6 +397,11 @@ class TrtllmBackend(Backend):
     deterministic = False
     default_yaml_env = tv.DEFAULT_YAML_ENV
 
+    @classmethod
+    def gpus_required(cls, config: dict | None) -> int:
+        """One GPU per rank: the config's world_size (AD and PT start one MPI rank per GPU)."""
+        return max(1, int((config or {}).get("world_size") or 1))
+
     def use_default_yaml(self, path: str) -> None:
         tv.set_default_yaml_override(path)
 
