@@ -44,7 +44,7 @@ def pair(tmp_path_factory):
 @needs_demo
 def test_two_identical_bisects_on_one_store_evaluate_each_configuration_once(pair):
     assert pair["codes"] == [0, 0], [o[1][-2000:] for o in pair["outs"]]
-    runs = [int(re.search(r"(\d+) evaluations run, (\d+) from the cache", o[0]).group(1)) for o in pair["outs"]]
+    runs = [int(re.search(r"\((\d+) run, (\d+) from the cache\)", o[0]).group(1)) for o in pair["outs"]]
     with Store(pair["tmp"] / "cache") as store:
         stored = len(store)
     assert sum(runs) == stored  # not 2 x stored: the second run waited for the first one's results

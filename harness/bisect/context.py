@@ -103,13 +103,15 @@ class BisectContext:
             self.noise = saved
 
     def available(self) -> int | None:
-        """How many samples the data set holds (for escalating an inconclusive step)."""
+        """How many samples the search may escalate to: the data set less a reserve (``phase6_reserve``) of
+        prompts it never sees, so Phase 6 can confirm on fresh prompts (harness/bisect/confirm.py) even
+        when a "same" needed most of a small data set (the demo's 1200 items)."""
         if self._available is None:
             from harness.evaluation.spec import build_samples
 
             try:
                 _, samples = build_samples(replace(self.ref_spec, samples=None))
-                self._available = len(samples)
+                self._available = len(samples) - phase6_reserve(len(samples), self.inp.samples)
             except Exception:  # noqa: BLE001 - escalation is optional
                 self._available = 0
         return self._available
@@ -211,3 +213,11 @@ class BisectContext:
         for w in step.warnings:
             if w not in self.warnings:
                 self.warnings.append(w)
+
+
+def phase6_reserve(total: int, samples: int | None) -> int:
+    """Prompts kept out of the search for Phase 6's fresh confirmation: an eighth of the data set, at least
+    ``samples``, so Phase 6 can escalate a weak culprit's check a few times; nothing when the search would
+    keep fewer than ``samples`` itself (a small data set)."""
+    reserve = max(samples or 0, total // 8)
+    return 0 if not samples or total - reserve < samples else reserve
