@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import executor_backends
+from cli_assert import assert_one_line_error
 from harness.paths import DEMO_MMLU, DEMO_MODEL, REPO_ROOT
 
 needs_demo = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file(), reason="demo model not built")
@@ -34,13 +35,7 @@ def start(*args, env=None) -> subprocess.Popen:
 
 
 def one_line(out, *needles, code=2) -> str:
-    assert out.returncode == code, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
+    return assert_one_line_error(out, *needles, code=code, empty_stdout=False)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_assert import assert_one_line_error
+
 REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).resolve().parent / "fixtures" / "mmlu_small"
 
@@ -20,17 +22,6 @@ def harness(*args, env=None):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env=e)
-
-
-def assert_one_line_error(out, *needles):
-    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in out.stderr and out.stdout == ""
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
