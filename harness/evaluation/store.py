@@ -191,7 +191,16 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         """Open, check (quick_check: a corrupt page anywhere fails here, before any evaluation) and
-        create the tables."""
+        create the tables. Opening is serialized across processes by a lock file: two processes setting
+        up a new store at once (journal_mode=WAL, the schema) can get SQLITE_BUSY at once, without
+        SQLite's busy handler being called, so the second run failed as "locked" in about 1 of 15 tries."""
+        import fcntl
+
+        with open(f"{self.path}.open-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            return self._connect_unlocked()
+
+    def _connect_unlocked(self) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False,
                                isolation_level=None)
         try:
