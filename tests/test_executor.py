@@ -179,6 +179,29 @@ def test_warm_model_in_the_fork_server_gives_the_same_results(tmp_path):
         assert f.records == own.records and f.metrics == own.metrics
 
 
+def test_prestarted_fork_server_preloads_both_backends_and_serves_the_first_evaluation(tmp_path):
+    """bisect starts the fork server before Phase 0 asks for anything (Runner.prestart), for the reference's
+    and the candidate's backends together: the first evaluation is forked from that very server, and the
+    candidate backend's modules are already imported there."""
+    from harness.execution.forkserver import preload_list
+    from harness.execution.slots import Machine
+    from harness.paths import DEMO_MODEL
+
+    specs = [EvalSpec(backend=b, model=str(DEMO_MODEL), dataset=str(DEMO_MMLU), samples=4, seed=1)
+             for b in ("hf", "ad-emulator")]
+    ex = LocalExecutor(timeout=300, fork_server=True, machine=Machine((), cores=2, source="test"))
+    try:
+        ex.prestart(specs, tmp_path)
+        server = ex._server
+        assert server is not None and server.proc.poll() is None  # started, not waited for
+        result = ex.run(specs[1], tmp_path / "cand")
+        assert result.status == "ok" and result.info["executor"]["mode"] == "fork-server"
+        assert ex._server is server
+        assert set(preload_list("ad-emulator")) <= set(server.info["loaded"])
+    finally:
+        ex.close()
+
+
 def test_exit_2_with_error_line_is_bad_input(tmp_path):
     log = tmp_path / "worker.log"
     log.write_text("Traceback? no\nerror: unknown task 'mmlux'; valid: gsm8k, mmlu\n")

@@ -41,13 +41,15 @@ PLOT = "localization.png"
 
 
 class Localizer:
-    """``start`` when the search begins, ``run`` after the phases, ``close`` always."""
+    """``start`` when the search begins, ``speculate`` when it names culprits, ``run`` after the phases,
+    ``close`` always."""
 
     def __init__(self, ctx: BisectContext, state: BisectState, enabled: bool):
         self.ctx, self.state, self.enabled = ctx, state, enabled
         self.proc: subprocess.Popen | None = None
         self.out_path: Path | None = None
         self.log_path: Path | None = None
+        self.sent: dict | None = None  # the request the worker is computing ahead of Phase 6's verdict
 
     @classmethod
     def start(cls, ctx: BisectContext, state: BisectState) -> "Localizer":
@@ -74,12 +76,32 @@ class Localizer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        if self.sent is not None:  # computing for culprits Phase 6 did not confirm: its result is not wanted
+            self.sent = None
+            _kill(proc)
+            return
         try:
             if proc.stdin and not proc.stdin.closed:
                 proc.stdin.close()  # an empty request: the worker exits
             proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             _kill(proc)
+
+    def speculate(self, culprits: list[list[str]]) -> None:
+        """Hand the search's culprits to the worker now, so the localization runs while Phase 6 confirms them
+        (its model passes fill the cores Phase 6 leaves idle, and it no longer follows Phase 6 on the wall
+        clock). ``run`` uses the result only if Phase 6 confirms these culprits; otherwise ``close`` kills it."""
+        if not self.enabled or self.proc is None or not culprits or not captures(self.ctx):
+            return
+        target = culprit_target(self.ctx, [k for group in culprits for k in group])
+        request = build_request(self.ctx, self.state, target)
+        key = cache_key(request)
+        if read_cached(self.ctx, key) is not None:
+            return
+        request["plot"] = str(self.ctx.run_dir / PLOT)
+        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        if self._send(request):
+            self.sent = {"key": key, "t0": time.monotonic()}
 
     def run(self) -> None:
         """Localize when the outcome calls for it; record the result (or why not) in the state."""
@@ -91,7 +113,7 @@ class Localizer:
             self.state.localization = {"ran": False, "note": target}
             return
         self.ctx.phase("phase 4: localize the first divergence (layer-wise)")
-        t0 = time.monotonic()
+        t0 = self.sent["t0"] if self.sent else time.monotonic()
         result, cached = self._layerwise(target) if captures(self.ctx) else (None, False)
         loc = dict(result or {"ran": False, "available": False, "note": no_capture_note(self.ctx)})
         notes = {"seconds": round(time.monotonic() - t0, 3), "cached": cached, "timings": loc.pop("timings", None)}
@@ -108,21 +130,46 @@ class Localizer:
             return _with_plot(self.ctx, cached, key), True
         request["plot"] = str(self.ctx.run_dir / PLOT)
         self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
-        result = self._execute(request)
+        sent, self.sent = self.sent, None
+        if sent is not None and sent["key"] == key:
+            result = self._collect()  # the request ``speculate`` sent is this one
+        else:
+            result = self._execute(request)
         if result.get("ran"):
             write_cached(self.ctx, key, result)
         return _with_plot(self.ctx, result, key), False
 
     def _execute(self, request: dict) -> dict:
-        if self.proc is None:  # in-process (--executor inprocess)
+        if self.ctx.inp.executor == "inprocess":  # no worker was started (``start``)
             from harness.analysis.localize.worker import handle
             from harness.comparison.verdict import json_safe
 
             return json_safe(handle(request))
+        if self.proc is None or self.proc.stdin is None or self.proc.stdin.closed:  # used by another request
+            self._kill_worker()
+            self._spawn()
+        if not self._send(request):
+            return {"ran": False, "error": "the localization worker died before it got the request",
+                    "log_tail": _tail(self.log_path)}
+        return self._collect()
+
+    def _send(self, request: dict) -> bool:
+        try:
+            self.proc.stdin.write(json.dumps(request))
+            self.proc.stdin.close()
+            return True
+        except OSError:
+            return False
+
+    def _kill_worker(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _kill(proc)
+
+    def _collect(self) -> dict:
+        """The worker's result for the request it was sent (waits for it)."""
         proc, self.proc = self.proc, None
         try:
-            proc.stdin.write(json.dumps(request))
-            proc.stdin.close()
             proc.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             _kill(proc)
@@ -179,10 +226,7 @@ def choose_target(ctx: BisectContext, state: BisectState) -> dict | str:
     from harness.config.ops import deep_merge
 
     if state.outcome == "culprit":
-        knobs = [k for c in state.culprits for k in c["knobs"]]
-        return {"kind": "culprit", "knobs": knobs, "label": f"minimal + {', '.join(knobs)}",
-                "candidate": ctx.plan.config(ctx.user, ctx.plan.closure(knobs)),
-                "control": ctx.minimal_user, "control_label": "the minimal config (judged reference-like)"}
+        return culprit_target(ctx, [k for c in state.culprits for k in c["knobs"]])
     if state.outcome == "core_path":
         rung = (state.phases.get("ladder") or {}).get("recovered")
         offer = next((r for r in ctx.plan.ladder if rung and r["axis"] == rung["axis"] and r["value"] == rung["value"]),
@@ -193,6 +237,13 @@ def choose_target(ctx: BisectContext, state: BisectState) -> dict | str:
                                  "ladder)" if offer else None}
     return (f"not run: outcome {state.outcome} (localization follows a confirmed culprit, or a minimal config that "
             "still regresses)")
+
+
+def culprit_target(ctx: BisectContext, knobs: list[str]) -> dict:
+    """The minimal config plus the culprits against the minimal config."""
+    return {"kind": "culprit", "knobs": knobs, "label": f"minimal + {', '.join(knobs)}",
+            "candidate": ctx.plan.config(ctx.user, ctx.plan.closure(knobs)),
+            "control": ctx.minimal_user, "control_label": "the minimal config (judged reference-like)"}
 
 
 def _side(backend: str, model: str, config: dict, plugins, label: str) -> dict:

@@ -95,6 +95,8 @@ class Bisector:
     # ---------------------------------------------------------------------------- the pipeline
     def run(self) -> BisectState:
         ctx, state = self.ctx, self.state
+        if hasattr(self.runner, "prestart"):  # the workers' imports overlap Phase 0's preparation
+            self.runner.prestart([ctx.ref_spec, ctx.cand_spec(ctx.user, "full candidate config")])
         self._announce_plan()
         if not validate_harness(ctx, state):
             return self.finish()
@@ -104,7 +106,7 @@ class Bisector:
         background = BackgroundBreakdown.start(ctx, state)
         localizer = Localizer.start(ctx, state)
         try:
-            self.isolate()
+            self.isolate(localizer)
             if self.plan.quantized:
                 check_quantization(ctx, state)
             if self.plan.world_size > 1:
@@ -124,8 +126,9 @@ class Bisector:
         elif hasattr(self.runner, "plan"):
             self.runner.plan(total)
 
-    def isolate(self) -> None:
-        """Phase 3, then (when minimal recovers) the search and Phase 6."""
+    def isolate(self, localizer=None) -> None:
+        """Phase 3, then (when minimal recovers) the search and Phase 6 (during which ``localizer`` already
+        works on the search's culprits)."""
         ctx, state = self.ctx, self.state
         if prune_no_effect(ctx, state):
             self._announce_plan()
@@ -135,7 +138,10 @@ class Bisector:
                            "attention, KV cache), not an optional transform")
             run_core_ladder(ctx, state)
         elif minimal_verdict in ("same", "improved"):
-            confirm_culprits(ctx, state, search_knobs(ctx, state))
+            found = search_knobs(ctx, state)
+            if localizer is not None and found is not None:
+                localizer.speculate(found.culprits)
+            confirm_culprits(ctx, state, found)
         else:
             state.conclude("unexplained", f"the minimal config is {minimal_verdict}: no passing baseline to "
                            "search from")

@@ -182,6 +182,9 @@ class Executor:
     def close(self) -> None:
         """Release long-lived resources (fork server, cluster handles)."""
 
+    def prestart(self, specs: list[EvalSpec], workdir: Path) -> None:
+        """Get ready for evaluations like ``specs`` ahead of the first one (nothing to do by default)."""
+
 
 class ForkServerClient:
     """The orchestrator's end of one ``harness.execution.forkserver`` process (see that module)."""
@@ -317,11 +320,12 @@ class LocalExecutor(Executor):
                 self._server.close()
                 self._server = None
 
-    def _server_for(self, spec: EvalSpec, env: dict, per_eval: dict, log_dir: Path) -> ForkServerClient | None:
+    def _server_for(self, spec: EvalSpec, env: dict, per_eval: dict, log_dir: Path,
+                    also: list[str] = ()) -> ForkServerClient | None:
         """The fork server, started on first use; None when it cannot run this evaluation. ``per_eval``:
         variables set for this evaluation only (its slot's devices, --dump-graphs): the server never
         has them, the child gets them (the server never initialises CUDA, so CUDA_VISIBLE_DEVICES
-        takes effect in the child)."""
+        takes effect in the child). ``also``: other backends whose modules a new server preloads."""
         if not self.fork_server or not capabilities(spec.backend).fork_safe:
             return None
         shared = _without(env, set(per_eval) | {"HARNESS_LAUNCH_TIME"})
@@ -332,8 +336,8 @@ class LocalExecutor(Executor):
                 # the first evaluation's model, loaded once for every worker (CPU machines: on a GPU one
                 # the workers load onto their GPU)
                 warm = [f"{spec.backend}={spec.model}"] if not self.machine.gpus and _is_local_model(spec.model) else []
-                self._server = ForkServerClient(self.python, shared, log_dir / "forkserver.log",
-                                                preload_list(spec.backend), warm)
+                modules = list(dict.fromkeys(m for b in [spec.backend, *also] for m in preload_list(b)))
+                self._server = ForkServerClient(self.python, shared, log_dir / "forkserver.log", modules, warm)
             elif import_time_env(self._server.env) != import_time_env(shared) or self._server.dead:
                 return None  # environment changed since the server started: plain process
             return self._server
@@ -402,11 +406,7 @@ class LocalExecutor(Executor):
         caps = capabilities(spec.backend)
         with self.slots.slot(self.slots.gpus_for(caps, spec.config)) as slot:
             per_eval = {**dict(harness_env or {}), **slot.env()}
-            env, removed = worker_env(harness_set=per_eval, threads=self.threads, torch_threads=caps.cpu_threads,
-                                      offline=_is_local_model(spec.model))
-            # the worker imports this very harness, installed or not
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-            env["HARNESS_PARENT_PID"] = str(os.getpid())
+            env, removed = self._worker_env(spec, per_eval)
             rc, timed_out, mode, wall = self._launch(spec, env, per_eval, spec_path, out_path, log_path)
         result = read_worker_result(rc, out_path, log_path, timed_out=timed_out)
         inner = ((result.info or {}).get("timings") or {}).get("total_s")
@@ -418,6 +418,28 @@ class LocalExecutor(Executor):
             "worker_log": str(log_path), **slot.to_dict(), "threads": self.threads,
         }
         return result
+
+    def _worker_env(self, spec: EvalSpec, per_eval: dict) -> tuple[dict, dict]:
+        """(the worker's environment, what was scrubbed from it) for ``spec`` with ``per_eval`` set."""
+        caps = capabilities(spec.backend)
+        env, removed = worker_env(harness_set=per_eval, threads=self.threads, torch_threads=caps.cpu_threads,
+                                  offline=_is_local_model(spec.model))
+        # the worker imports this very harness, installed or not
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["HARNESS_PARENT_PID"] = str(os.getpid())
+        return env, removed
+
+    def prestart(self, specs: list[EvalSpec], workdir: Path) -> None:
+        """Start the fork server now, for the evaluations ``specs`` stand for, without waiting for it: its
+        imports and the first model's load (about 4 s on the demo) then overlap the orchestrator's own start
+        (building the plan, the first cache keys) instead of following it. The server preloads what every
+        listed backend needs (the reference's and the candidate's), so neither backend's workers import it."""
+        forkable = [s for s in specs if self.fork_server and capabilities(s.backend).fork_safe]
+        if forkable:
+            # the keys a slot sets per evaluation (harness/execution/slots.py, Slot.env) stay out of the server's env
+            per_eval = {"CUDA_VISIBLE_DEVICES": ""} if self.machine.gpus else {}
+            env, _ = self._worker_env(forkable[0], per_eval)
+            self._server_for(forkable[0], env, per_eval, Path(workdir), also=[s.backend for s in forkable[1:]])
 
     def _launch(self, spec: EvalSpec, env: dict, per_eval: dict, spec_path: Path, out_path: Path,
                 log_path: Path) -> tuple[int, float | None, str, float]:

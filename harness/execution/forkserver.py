@@ -34,6 +34,7 @@ process can leave a child holding a lock no thread will release.
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -86,7 +87,10 @@ def _child(req: dict, server_pid: int) -> None:
     try:
         os.setsid()
         die_with_parent(server_pid)  # PR_SET_PDEATHSIG; exits if the server is already gone
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.set_wakeup_fd(-1)  # the server's child-exit pipe is not the worker's
+        for fd in _WAKE_FDS:
+            os.close(fd)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
@@ -118,6 +122,9 @@ def _child(req: dict, server_pid: int) -> None:
             os._exit(rc)
 
 
+_WAKE_FDS: list[int] = []  # the child-exit pipe (``_child_exit_wakeup``), closed in each forked worker
+
+
 def _orphaned(parent: str | None) -> bool:
     return bool(parent) and str(os.getppid()) != parent
 
@@ -144,8 +151,16 @@ def serve(modules: list[str], warm_items: list[str] = ()) -> None:
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     t0 = time.time()
-    info = preload(modules)
-    info.update(warm(list(warm_items)))
+    # No cyclic GC while importing: torch + transformers allocate millions of objects and the collector's
+    # passes over them cost 0.85 s of the 3.8 s preload on this machine (measured). Then the survivors
+    # are frozen (never scanned again, and their pages are not dirtied in the forked children).
+    gc.disable()
+    try:
+        info = preload(modules)
+        info.update(warm(list(warm_items)))
+    finally:
+        gc.freeze()
+        gc.enable()
     info["preload_s"] = round(time.time() - t0, 3)
     info["pid"] = os.getpid()
     try:
@@ -157,10 +172,13 @@ def serve(modules: list[str], warm_items: list[str] = ()) -> None:
     buf = b""
     stdin_open = True
     me = os.getpid()
+    wake = _child_exit_wakeup()
     while stdin_open or children:
         if stdin_open:
-            readable, _, _ = select.select([0], [], [], 0.05)
-            if readable:
+            readable, _, _ = select.select([0, wake], [], [], 0.5)
+            if wake in readable:
+                _drain(wake)
+            if 0 in readable:
                 data = os.read(0, 1 << 16)
                 if not data:
                     stdin_open = False
@@ -176,6 +194,26 @@ def serve(modules: list[str], warm_items: list[str] = ()) -> None:
         else:
             time.sleep(0.05)
         _reap(children)
+
+
+def _child_exit_wakeup() -> int:
+    """A pipe that becomes readable when a child exits (SIGCHLD through ``signal.set_wakeup_fd``), so the loop
+    reports a finished evaluation at once instead of at its next poll."""
+    r, w = os.pipe()
+    _WAKE_FDS[:] = [r, w]
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so the wakeup byte is written
+    return r
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _start(req: dict, children: dict[int, str], me: int) -> None:
@@ -212,3 +250,7 @@ def _reap(children: dict[int, str]) -> None:
 if __name__ == "__main__":
     WARM = "--warm="
     serve([a for a in sys.argv[1:] if not a.startswith(WARM)], [a[len(WARM):] for a in sys.argv[1:] if a.startswith(WARM)])
+    # no interpreter teardown (torch's destructors take about a second): the orchestrator waits for this exit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

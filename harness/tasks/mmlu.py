@@ -32,7 +32,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.tasks.base import PromptOptions, Sample, Score, Task, check_seed
-from harness.tasks.mmlu_format import CHOICES, format_example, gen_prompt
+from harness.tasks.mmlu_format import CHOICES, format_row, frame_rows, gen_prompt
 
 # tensorrt_llm/evaluate/mmlu.py MMLU.SUBJECT_TO_SUBCATEGORIES (dict order is the evaluator's order)
 SUBJECT_TO_SUBCATEGORIES = {
@@ -266,12 +266,13 @@ class MMLUTask(Task):
             if per_subject is not None and per_subject < test_df.shape[0]:
                 test_df = test_df.sample(per_subject)
             meta = {"subcategories": subcategories_of(subject), "categories": categories_of(subject)}
+            cells = frame_rows(test_df)
             for i in range(test_df.shape[0]):
-                prompt = train_prompt + format_example(test_df, i, include_answer=False)
+                prompt = train_prompt + format_row(cells[i], include_answer=False)
                 if chat is not None:
                     prompt = chat.render(prompt)
-                label = test_df.iloc[i, test_df.shape[1] - 1]
-                choices = [str(test_df.iloc[i, j + 1]) for j in range(4)]
+                label = cells[i][test_df.shape[1] - 1]
+                choices = [str(cells[i][j + 1]) for j in range(4)]
                 row = int(test_df.index[i])
                 out.append(Sample(id=f"mmlu/{subject}/{row}", subject=subject, prompt=prompt,
                                   reference=str(label), choices=choices, meta=dict(meta, row=row)))

@@ -20,13 +20,24 @@ def format_subject(subject: str) -> str:
 
 
 def format_example(df: pd.DataFrame, idx: int, include_answer: bool = True) -> str:
-    prompt = df.iloc[idx, 0]
-    k = df.shape[1] - 2
+    return format_row(frame_rows(df)[idx], include_answer)
+
+
+def frame_rows(df: pd.DataFrame):
+    """The frame's cells as Python objects, column by column (``df.iloc[i, j]``'s value: no upcasting across
+    columns), so a whole subject is formatted without a pandas scalar lookup per cell."""
+    return df.to_numpy(dtype=object)
+
+
+def format_row(row, include_answer: bool = True) -> str:
+    """``format_example`` of one row of ``frame_rows``."""
+    prompt = row[0]
+    k = len(row) - 2
     for j in range(k):
-        prompt += "\n{}. {}".format(CHOICES[j], df.iloc[idx, j + 1])
+        prompt += "\n{}. {}".format(CHOICES[j], row[j + 1])
     prompt += "\nAnswer:"
     if include_answer:
-        prompt += " {}\n\n".format(df.iloc[idx, k + 1])
+        prompt += " {}\n\n".format(row[k + 1])
     return prompt
 
 
@@ -34,6 +45,7 @@ def gen_prompt(train_df: pd.DataFrame, subject: str, k: int = -1) -> str:
     prompt = HEADER.format(format_subject(subject))
     if k == -1:
         k = train_df.shape[0]
+    rows = frame_rows(train_df)
     for i in range(k):
-        prompt += format_example(train_df, i)
+        prompt += format_row(rows[i])
     return prompt
