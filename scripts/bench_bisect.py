@@ -1,7 +1,7 @@
 """Benchmark of bisect: evaluations each search strategy needs, and the demo bisect's wall time.
 
     python scripts/bench_bisect.py [--out reports/bench_bisect.json] [--trials 20] [--ns 8,16,32,64]
-                                   [--skip-demo]
+                                   [--skip-demo] [--clean-draws 20] [--clean-jobs 1] [--clean-only]
 
 1. Search cost. For n = 8, 16, 32, 64 knobs and three planted situations - one culprit, two
    independent culprits, an interacting pair (fails only when both are on) - each strategy
@@ -27,8 +27,9 @@
    confirmed-but-wrong <= 2% at a 5% false-fail rate.
 
 3. Clean config under realistic engine noise: the demo's clean config (configs/demo/ad_demo_clean.yaml)
-   bisected --clean-draws times, each with another prompt sample and another noise draw. Target: the
-   bisect's verdict is "same", with no culprit, in >= 95% of draws.
+   bisected --clean-draws times, each with another prompt sample and another noise draw (--clean-jobs
+   at once; --clean-only re-measures this part alone and keeps the rest of --out). Target: the bisect's
+   verdict is "same", with no culprit, in >= 95% of draws (with the rate's Wilson 95% interval).
 
 2. Demo bisect. `python -m harness bisect` with no arguments (demo model, data and config, fresh
    worker process per evaluation) in a fresh evaluation store, then the same command again, which must
@@ -228,16 +229,21 @@ def demo_bench(workdir: Path) -> dict:
             "measured_on": time.strftime("%Y-%m-%d")}
 
 
-def clean_draws(workdir: Path, draws: int) -> dict:
+def clean_draws(workdir: Path, draws: int, jobs: int = 1) -> dict:
     """The demo's clean config bisected under realistic engine noise, ``draws`` times: each draw a
-    different prompt sample (--seed) and a different noise draw (engine_noise.seed). Target: verdict
-    "same" and no culprit in >= 95% of draws."""
+    different prompt sample (--seed) and a different noise draw (engine_noise.seed); ``jobs`` bisects at
+    once (one store). Target: verdict "same" and no culprit in >= 95% of draws; the Wilson 95% interval
+    of the rate says how far the draws pin it down."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import yaml
+
+    from harness.comparison.stats import wilson_interval
 
     base = yaml.safe_load((REPO / "configs" / "demo" / "ad_demo_clean.yaml").read_text())
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    rows = []
-    for seed in range(draws):
+
+    def one(seed: int) -> dict:
         cfg = workdir / f"clean_{seed}.yaml"
         cfg.write_text(yaml.safe_dump({**base, "engine_noise": {"strength": 1.0, "seed": seed}}))
         out = workdir / f"out_{seed}"
@@ -246,17 +252,23 @@ def clean_draws(workdir: Path, draws: int) -> dict:
         t0 = time.monotonic()
         p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
         if p.returncode != 0:
-            rows.append({"seed": seed, "error": p.stderr[-500:]})
-            continue
+            return {"seed": seed, "error": p.stderr[-500:]}
         (path,) = list(out.glob("bisect-*/summary.json"))
         s = json.loads(path.read_text())
         p1 = s["phases"].get("1") or {}
-        rows.append({"seed": seed, "verdict": s["verdict"], "outcome": s["outcome"],
-                     "culprits": [c["knobs"] for c in s["culprits"]], "n": p1.get("n"),
-                     "seconds": round(time.monotonic() - t0, 1)})
+        return {"seed": seed, "verdict": s["verdict"], "outcome": s["outcome"],
+                "culprits": [c["knobs"] for c in s["culprits"]], "n": p1.get("n"),
+                "evaluations": s["run"]["runner"]["evaluations_run"], "headline": s["headline"][:300],
+                "seconds": round(time.monotonic() - t0, 1)}
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        rows = list(pool.map(one, range(draws)))
     ok = [r for r in rows if r.get("verdict") == "same" and not r.get("culprits")]
+    lo, hi = wilson_interval(len(ok), len(rows), 0.05) if rows else (None, None)
     return {"draws": rows, "same_no_culprit": len(ok), "total": len(rows),
             "rate": round(len(ok) / len(rows), 3) if rows else None,
+            "rate_wilson95": [round(lo, 3), round(hi, 3)] if rows else None, "jobs": jobs,
+            "outcomes": {v: sum(r.get("verdict") == v for r in rows) for v in ("same", "inconclusive", "regressed")},
             "target_met": bool(rows) and len(ok) / len(rows) >= 0.95}
 
 
@@ -270,7 +282,17 @@ def main(argv=None) -> int:
     ap.add_argument("--noisy-trials", type=int, default=2000)
     ap.add_argument("--noisy-ns", default="8,16,32")
     ap.add_argument("--clean-draws", type=int, default=20, help="bisects of the clean demo config (0: skip)")
+    ap.add_argument("--clean-jobs", type=int, default=1, help="clean-config bisects run at once")
+    ap.add_argument("--clean-only", action="store_true", help="re-measure the clean draws alone; keep the rest of --out")
     args = ap.parse_args(argv)
+    if args.clean_only:
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        with tempfile.TemporaryDirectory(prefix="bench-bisect-clean-") as d:
+            result["clean_under_realistic_noise"] = clean_draws(Path(d), args.clean_draws, args.clean_jobs)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result["clean_under_realistic_noise"].items() if k != "draws"}, indent=2))
+        return 0
     if args.demo_only:
         out = Path(args.out)
         result = json.loads(out.read_text()) if out.is_file() else {}
@@ -303,7 +325,7 @@ def main(argv=None) -> int:
             result["demo"] = demo_bench(Path(d))
         if args.clean_draws:
             with tempfile.TemporaryDirectory(prefix="bench-bisect-clean-") as d:
-                result["clean_under_realistic_noise"] = clean_draws(Path(d), args.clean_draws)
+                result["clean_under_realistic_noise"] = clean_draws(Path(d), args.clean_draws, args.clean_jobs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

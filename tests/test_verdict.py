@@ -389,10 +389,10 @@ def test_compare_command_with_aa_noise(tmp_path, capsys):
     assert main(["compare", a, b, "--kl-tolerance", "-1"]) == 2
 
 
-def test_flipped_near_ties_are_not_called_the_same():
-    # the candidate tips near ties, more of them away from the right answer than towards it: the right
-    # answer's probability barely moves (expected accuracy equivalent within +-1) while accuracy drifts by
-    # points without significance yet. "same" waits until accuracy is within +-2 x min_effect too.
+def near_tie_flips(candidate_loses: bool) -> tuple[list[dict], list[dict]]:
+    """600 items; every 15th a near tie the candidate tips the other way: 3 in 5 of them against the right
+    answer (``candidate_loses``) or for it. The right answer's probability barely moves (expected accuracy
+    equivalent within +-1) while accuracy moves by 1.33 points without significance."""
     ref, cand = [], []
     for i in range(600):
         gold = LETTERS[i % 4]
@@ -400,16 +400,30 @@ def test_flipped_near_ties_are_not_called_the_same():
         p_ref = [0.1] * 4
         p_ref[g] = 0.7
         p_cand = list(p_ref)
-        if i % 15 == 0:  # a near tie: 3 in 5 the candidate loses it, 2 in 5 it wins one the reference lost
-            lose = (i // 15) % 5 < 3
+        if i % 15 == 0:
+            lose = ((i // 15) % 5 < 3) == candidate_loses
             p_ref = [0.02] * 4
             p_ref[g], p_ref[other] = (0.475, 0.465) if lose else (0.465, 0.475)
             p_cand = list(p_ref)
             p_cand[g], p_cand[other] = p_ref[other], p_ref[g]
         ref.append(record(i, gold, p_ref))
         cand.append(record(i, gold, p_cand))
-    c = compare_runs(ref, cand)
+    return ref, cand
+
+
+def test_flipped_near_ties_are_not_called_the_same():
+    # "same" waits until accuracy's interval rules out a loss of 2 x min_effect too
+    c = compare_runs(*near_tie_flips(candidate_loses=True))
     assert abs(c.expected_accuracy["estimate_points"]) < 0.2 and c.accuracy["diff_points"] == pytest.approx(-8 / 6)
     assert c.expected_accuracy["equivalent"] and c.mcnemar["p_regressed"] > 0.05
-    assert c.verdict == "inconclusive" and any("not yet within +-2" in r for r in c.reasons), c.reasons
+    assert c.verdict == "inconclusive" and any("may still hide a loss of 2" in r for r in c.reasons), c.reasons
     assert c.n_needed and c.n_needed > 600
+
+
+def test_near_ties_flipped_to_the_right_answer_are_the_same_and_say_so():
+    # the mirror image: accuracy up 1.33 points, not significant, expected accuracy equivalent. No loss is
+    # possible beyond -2 points, so the guard does not hold "same" back; the gain is named in the reasons.
+    c = compare_runs(*near_tie_flips(candidate_loses=False))
+    assert c.accuracy["diff_points"] == pytest.approx(8 / 6) and c.routes["accuracy"]["interval_points"][1] > 2.0
+    assert c.verdict == "same", c.reasons
+    assert any("accuracy +1.33 points, not significant" in r for r in c.reasons), c.reasons

@@ -15,9 +15,13 @@ behind the verdict is kept. The rules (docs/method.md, "Statistics"):
   not (then the verdict is inconclusive and says which route fell short).
 * ``same``: an equivalence claim, not "nothing was significant": the primary route's (1 - 2 alpha)
   interval lies inside +-``min_effect`` (two one-sided tests at alpha, so the chance of calling a
-  true change of min_effect or more "same" is at most alpha), no route makes a call, and every other
-  route's interval lies inside +-2 x ``min_effect`` (so accuracy cannot drift by points while the
-  expected accuracy stays put, as when a model's near ties flip).
+  true change of min_effect or more "same" is at most alpha), no route makes a call, and no other
+  route shows a possible loss of 2 x ``min_effect``: its interval's lower end lies above
+  -2 x ``min_effect`` (so accuracy cannot lose points while the expected accuracy stays put, as when
+  a model's near ties flip). The guard is one-sided: a gain the primary route does not share is not a
+  loss, and the verdict says so in words instead of staying undecided (on the demo's clean config
+  under engine noise, accuracy up 1.2-1.3 points from near-tie flips kept 2 of 20 bisects inconclusive
+  at the data set's limit while expected accuracy was equivalent).
 * Two routes calling opposite directions: ``inconclusive``, and the reasons say so. A call whose
   other route points the other way says that too.
 * Otherwise ``inconclusive``, with ``n_needed``: the sample count at which the observed variance
@@ -54,7 +58,7 @@ DEFAULT_MIN_EFFECT = 1.0  # accuracy points
 DEFAULT_KL_TOLERANCE = 0.01  # nats per sample, letter distribution (a diagnostic threshold)
 DEFAULT_KL_EXCEED_RATE = 0.05  # share of samples acceptable noise may push above the tolerance
 DEFAULT_POWER = 0.8  # power assumed when sizing an undecided comparison
-SECONDARY_MARGIN = 2.0  # a "same" also needs every other route within +-this x min_effect
+SECONDARY_MARGIN = 2.0  # a "same" also needs every other route's interval above -this x min_effect
 
 
 @dataclass(frozen=True)
@@ -406,28 +410,31 @@ def _short_words(route: Route, verdict: str) -> str:
 
 
 def _within_loose_margin(route: Route) -> bool:
-    """A secondary route must not contradict a "same": its interval inside +-SECONDARY_MARGIN x min_effect.
-    (The demo model flips near ties: accuracy can lose 1.5 points while expected accuracy does not move.)"""
-    lo, hi = route.interval
-    margin = SECONDARY_MARGIN * route.settings.min_effect
-    return lo > -margin and hi < margin
+    """A secondary route must not contradict a "same" by a possible loss: its interval's lower end above
+    -SECONDARY_MARGIN x min_effect. (The demo model flips near ties: accuracy can lose 1.5 points while
+    expected accuracy does not move.)"""
+    lo, _ = route.interval
+    return lo > -SECONDARY_MARGIN * route.settings.min_effect
 
 
 def _loose_words(route: Route) -> str:
     lo, hi = route.interval
     margin = SECONDARY_MARGIN * route.settings.min_effect
-    return (f"but {route.label} {route.estimate:+.2f} points, interval [{lo:+.2f}, {hi:+.2f}], is not yet within "
-            f"+-{margin:g}: not called the same until it is")
+    return (f"but {route.label} {route.estimate:+.2f} points, interval [{lo:+.2f}, {hi:+.2f}], may still hide a "
+            f"loss of {margin:g} points or more: not called the same until its lower end is above -{margin:g}")
 
 
 def _loose_pairs(route: Route) -> int | None:
-    """Pairs at which the secondary route's interval would fit inside the loose margin."""
+    """Pairs at which the secondary route's interval would end above -SECONDARY_MARGIN x min_effect (a
+    one-sided test of 'no loss of that size': the pairs to detect a difference of estimate + margin)."""
     diff, settings = route.difference, route.settings
     margin = SECONDARY_MARGIN * settings.min_effect / 100
     if diff.sd == 0:  # no discordant pair yet: the score bound z^2 / (n + z^2)
         z = stats._norm_ppf(1 - settings.alpha_equivalence)
         return int(z * z * (1 - margin) / margin) + 1
-    return stats.samples_for_equivalence(diff.sd, diff.mean, margin, settings.alpha_equivalence, settings.power)
+    if diff.mean + margin <= 0:
+        return None
+    return stats.samples_for_difference(diff.sd, diff.mean + margin, settings.alpha_equivalence, settings.power)
 
 
 def _unsettled_words(routes: list[Route], primary: Route) -> list[str]:
