@@ -3,6 +3,7 @@
     python scripts/bench_detection.py [--quick] [--draws 200] [--ns 50,100,200,500] [--jobs 2]
                                       [--populations demo,synthetic] [--no-real-faults]
                                       [--cache reports/bench_detection_cache] [--out reports/bench_detection.json]
+                                      [--cells accuracy_only/demo/accuracy_only/aa]
 
 Two real engines never reproduce each other bit for bit, so a verdict is only useful if its error
 rates hold under that noise. This script measures, per cell (population x noise regime x true
@@ -788,6 +789,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=str(ROOT / "reports" / "bench_detection_cache"),
                     help="directory caching the demo model's whole-set records ('' disables)")
     ap.add_argument("--fresh", action="store_true", help="re-evaluate the demo model (refresh the cache)")
+    ap.add_argument("--cells", default=None,
+                    help="comma-separated substrings of cell keys: run only those cells (e.g. to pin one rate "
+                         "down with more --draws; write them to their own --out)")
     args = ap.parse_args(argv)
     draws = args.draws or (QUICK_DRAWS if args.quick else DRAWS)
     ns = [int(x) for x in args.ns.split(",")] if args.ns else list(QUICK_NS if args.quick else NS)
@@ -828,6 +832,13 @@ def main(argv=None) -> int:
             truths[cell.key] = effect
             cells.append(cell)
     t_cal = time.time() - t0 - t_eval
+    if args.cells:
+        wanted = [x.strip() for x in args.cells.split(",") if x.strip()]
+        cells = [c for c in cells if any(w in c.key for w in wanted)]
+        if not cells:
+            print(f"error: no cell key contains any of {wanted}; keys look like "
+                  "accuracy_only/demo/accuracy_only/aa or logprobs/demo/realistic/corrupt_3", file=sys.stderr)
+            return 2
 
     log(f"running {len(cells)} cells x {draws} draws x n in {ns} on {args.jobs} worker(s) ...")
     t1 = time.time()
