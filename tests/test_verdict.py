@@ -389,10 +389,10 @@ def test_compare_command_with_aa_noise(tmp_path, capsys):
     assert main(["compare", a, b, "--kl-tolerance", "-1"]) == 2
 
 
-def near_tie_flips(candidate_loses: bool) -> tuple[list[dict], list[dict]]:
-    """600 items; every 15th a near tie the candidate tips the other way: 3 in 5 of them against the right
-    answer (``candidate_loses``) or for it. The right answer's probability barely moves (expected accuracy
-    equivalent within +-1) while accuracy moves by 1.33 points without significance."""
+def near_tie_flips(candidate_loses: bool, share: int = 3) -> tuple[list[dict], list[dict]]:
+    """600 items; every 15th a near tie the candidate tips the other way: ``share`` in 5 of them against the
+    right answer (``candidate_loses``) or for it. The right answer's probability barely moves (expected
+    accuracy equivalent within +-1) while accuracy moves: by 1.33 points without significance at share 3."""
     ref, cand = [], []
     for i in range(600):
         gold = LETTERS[i % 4]
@@ -401,7 +401,7 @@ def near_tie_flips(candidate_loses: bool) -> tuple[list[dict], list[dict]]:
         p_ref[g] = 0.7
         p_cand = list(p_ref)
         if i % 15 == 0:
-            lose = ((i // 15) % 5 < 3) == candidate_loses
+            lose = ((i // 15) % 5 < share) == candidate_loses
             p_ref = [0.02] * 4
             p_ref[g], p_ref[other] = (0.475, 0.465) if lose else (0.465, 0.475)
             p_cand = list(p_ref)
@@ -427,3 +427,16 @@ def test_near_ties_flipped_to_the_right_answer_are_the_same_and_say_so():
     assert c.accuracy["diff_points"] == pytest.approx(8 / 6) and c.routes["accuracy"]["interval_points"][1] > 2.0
     assert c.verdict == "same", c.reasons
     assert any("accuracy +1.33 points, not significant" in r for r in c.reasons), c.reasons
+
+
+def test_a_significant_gain_on_accuracy_alone_is_the_same_but_a_loss_is_not():
+    # every near tie tipped toward the right answer: accuracy +6.67 points, significant; expected accuracy
+    # equivalent. Neither route shows a loss, so "same" stands on the primary route and names the gain. The
+    # mirror image (every near tie tipped away) is a possible loss the primary route does not see: never "same".
+    gain = compare_runs(*near_tie_flips(candidate_loses=False, share=5))
+    assert gain.routes["accuracy"]["call"] == "improved" and gain.expected_accuracy["equivalent"]
+    assert gain.verdict == "same", gain.reasons
+    assert any("accuracy rose +6.67 points" in r and "not a loss" in r for r in gain.reasons), gain.reasons
+    loss = compare_runs(*near_tie_flips(candidate_loses=True, share=5))
+    assert loss.routes["accuracy"]["call"] == "regressed" and loss.expected_accuracy["equivalent"]
+    assert loss.verdict == "inconclusive", loss.reasons

@@ -19,9 +19,11 @@ behind the verdict is kept. The rules (docs/method.md, "Statistics"):
   route shows a possible loss of 2 x ``min_effect``: its interval's lower end lies above
   -2 x ``min_effect`` (so accuracy cannot lose points while the expected accuracy stays put, as when
   a model's near ties flip). The guard is one-sided: a gain the primary route does not share is not a
-  loss, and the verdict says so in words instead of staying undecided (on the demo's clean config
-  under engine noise, accuracy up 1.2-1.3 points from near-tie flips kept 2 of 20 bisects inconclusive
-  at the data set's limit while expected accuracy was equivalent).
+  loss, even a significant one (then that route calls "improved", the primary does not back it, and the
+  verdict is still "same", naming the gain), and the verdict says so in words instead of staying
+  undecided (on the demo's clean config under engine noise, accuracy up 1.2-1.3 points from near-tie
+  flips kept 2 of 20 bisects inconclusive at the data set's limit while expected accuracy was
+  equivalent, one of them with the gain significant: p 0.014 at n = 1050).
 * Two routes calling opposite directions: ``inconclusive``, and the reasons say so. A call whose
   other route points the other way says that too.
 * Otherwise ``inconclusive``, with ``n_needed``: the sample count at which the observed variance
@@ -350,6 +352,9 @@ def combine(routes: list[Route], primary: Route) -> Decision:
         callers = [route for route in routes if route.call == verdict]
         short = [route for route in routes if not _reaches(route, verdict)]
         if short:
+            if _gain_beside_equivalence(routes, primary, verdict, callers):
+                return Decision("same", [_same_reason(primary)] + [_gain_words(route, primary) for route in callers]
+                                + notes, [])
             return Decision("inconclusive", [_call_reason(route) for route in callers] + [_short_words(route, verdict)
                             for route in short] + notes, [], n_needed=_deciding_pairs(routes, primary))
         return Decision(verdict, [_call_reason(route) for route in callers] + notes, [route.name for route in callers])
@@ -361,6 +366,22 @@ def combine(routes: list[Route], primary: Route) -> Decision:
         return Decision("same", [_same_reason(primary)] + _unsettled_words(routes, primary) + notes, [])
     return Decision("inconclusive", [_undecided_reason(primary)] + _disagreement_words(routes) + notes, [],
                     n_needed=_deciding_pairs(routes, primary))
+
+
+def _gain_beside_equivalence(routes: list[Route], primary: Route, verdict: str, callers: list[Route]) -> bool:
+    """A secondary route calls "improved" while the primary route shows equivalence: the candidate is not
+    worse on either (the caller's interval lies above zero, the primary's inside +-min_effect), so "same"
+    stands on the primary route and the gain is named. The mirror image, a secondary route calling
+    "regressed", never is: a possible loss holds "same" back."""
+    return (verdict == "improved" and primary.equivalent and primary not in callers
+            and all(_within_loose_margin(route) for route in routes if route is not primary))
+
+
+def _gain_words(route: Route, primary: Route) -> str:
+    lo, hi = route.call_interval
+    return (f"{route.label} rose {route.estimate:+.2f} points [{lo:+.2f}, {hi:+.2f}] (significant) while "
+            f"{primary.label} moved {primary.estimate:+.2f}: a gain the primary quantity does not share (as when near "
+            f"ties tip toward the right answer), not a loss")
 
 
 def _deciding_pairs(routes: list[Route], primary: Route) -> int | None:
