@@ -884,7 +884,8 @@ def main(argv=None) -> int:
     for t in out["targets"]:
         measured = "-" if t["measured"] is None else f"{100 * t['measured']:.1f}%"
         where = f" (worst: {t['worst_cell']['cell']} n={t['worst_cell']['n']})" if t.get("worst_cell") else ""
-        print(f"target {t['name']}: {measured}{where} -> {'MET' if t['met'] else 'NOT MET'}")
+        status = "no cell in this run" if t["met"] is None else "MET" if t["met"] else "NOT MET"
+        print(f"target {t['name']}: {measured}{where} -> {status}")
     print(f"wall {time.time() - t0:.0f} s; wrote {args.out}")
     return 0
 
