@@ -180,9 +180,17 @@ def _recovery_words(down) -> str:
     return f"full minus it shows no regression ({'-' if est is None else f'{est:+.1f}'} points{interval})"
 
 
+def _where(fresh: dict, down, up) -> str:
+    """Which prompts Phase 6 judged on: the fresh set's size, or the largest count a check escalated to."""
+    if not fresh.get("fresh"):
+        return "on the search's own prompts"
+    most = max([fresh["n"]] + [getattr(s, "escalated_to", None) or 0 for s in (down, up) if s is not None])
+    return f"on {fresh['n']} fresh prompts" if most <= fresh["n"] else f"on {fresh['n']}-{most} fresh prompts"
+
+
 def _headline(groups: list[list[str]], confirmed: bool, down, up, alone: list[dict], fresh: dict) -> str:
     names = " + ".join(", ".join(g) + (" (only together)" if len(g) > 1 else "") for g in groups)
-    where = f"on {fresh['n']} fresh prompts" if fresh.get("fresh") else "on the search's own prompts"
+    where = _where(fresh, down, up)
     if confirmed:
         return f"culprit: {names} - confirmed {where} (minimal plus it regresses; {_recovery_words(down)})"
     bad_alone = [a["knob"] for a in alone if a["regressed"]]
