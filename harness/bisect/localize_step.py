@@ -93,14 +93,8 @@ class Localizer:
         clock). ``run`` uses the result only if Phase 6 confirms these culprits; otherwise ``close`` kills it."""
         if not self.enabled or self.proc is None or not culprits or not captures(self.ctx):
             return
-        target = culprit_target(self.ctx, [k for group in culprits for k in group])
-        request = build_request(self.ctx, self.state, target)
-        key = cache_key(request)
-        if read_cached(self.ctx, key) is not None:
-            return
-        request["plot"] = str(self.ctx.run_dir / PLOT)
-        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
-        if self._send(request):
+        request, key, cached = self._prepare(culprit_target(self.ctx, [k for group in culprits for k in group]))
+        if cached is None and self._send(request):
             self.sent = {"key": key, "t0": time.monotonic()}
 
     def run(self) -> None:
@@ -122,14 +116,21 @@ class Localizer:
         self.state.localization = loc
         self.state.run_notes["localize"] = notes
 
-    def _layerwise(self, target: dict) -> tuple[dict, bool]:
+    def _prepare(self, target: dict) -> tuple[dict, str, dict | None]:
+        """(the request for ``target``, its cache key, the cached result or None). A request to compute
+        writes its plot into the run directory."""
         request = build_request(self.ctx, self.state, target)
         key = cache_key(request)
         cached = read_cached(self.ctx, key)
+        if cached is None:
+            request["plot"] = str(self.ctx.run_dir / PLOT)
+            self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        return request, key, cached
+
+    def _layerwise(self, target: dict) -> tuple[dict, bool]:
+        request, key, cached = self._prepare(target)
         if cached is not None:
             return _with_plot(self.ctx, cached, key), True
-        request["plot"] = str(self.ctx.run_dir / PLOT)
-        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
         sent, self.sent = self.sent, None
         if sent is not None and sent["key"] == key:
             result = self._collect()  # the request ``speculate`` sent is this one

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from harness.backends import capabilities
 from harness.execution.envscrub import worker_env
-from harness.execution.slots import AUTO, Machine, SlotPool, auto_parallel, discover
+from harness.execution.slots import AUTO, Machine, Slot, SlotPool, auto_parallel, discover
 from harness.errors import EngineInputError, HarnessError, one_of
 from harness.evaluation.spec import EvalResult, EvalSpec
 from harness.execution.worker import register_extra_backends
@@ -436,8 +436,8 @@ class LocalExecutor(Executor):
         listed backend needs (the reference's and the candidate's), so neither backend's workers import it."""
         forkable = [s for s in specs if self.fork_server and capabilities(s.backend).fork_safe]
         if forkable:
-            # the keys a slot sets per evaluation (harness/execution/slots.py, Slot.env) stay out of the server's env
-            per_eval = {"CUDA_VISIBLE_DEVICES": ""} if self.machine.gpus else {}
+            # what a slot sets per evaluation (Slot.env: its devices) stays out of the server's env, as in run()
+            per_eval = Slot(0, () if self.machine.gpus else None, self.threads).env()
             env, _ = self._worker_env(forkable[0], per_eval)
             self._server_for(forkable[0], env, per_eval, Path(workdir), also=[s.backend for s in forkable[1:]])
 

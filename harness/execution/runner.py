@@ -219,7 +219,7 @@ class Runner:
             held = self._held.pop(key, None)
         if held is not None:
             self._count(reused=1)
-            return EvalResult.from_dict(_copy(held.to_dict())), "reused"
+            return _copy_result(held), "reused"
         if self.use_cache or key in self._ran:
             hit = self._recent_result(key) or self.store.get(key)
             if hit is not None:
@@ -236,7 +236,7 @@ class Runner:
         if not owner:
             result = fut.result()
             self._count(reused=1)
-            return EvalResult.from_dict(_copy(result.to_dict())), "reused"
+            return _copy_result(result), "reused"
         try:
             result, cached = self._claimed_run(spec, key, token)
             fut.set_result(result)
@@ -246,7 +246,7 @@ class Runner:
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
-        return EvalResult.from_dict(_copy(result.to_dict())), "cache" if cached else "run"
+        return _copy_result(result), "cache" if cached else "run"
 
     def _claimed_run(self, spec: EvalSpec, key: str, token: int | None = None) -> tuple[EvalResult, bool]:
         """Run ``spec`` under the store's claim on ``key`` (with the cache on), so a run sharing this store
@@ -312,7 +312,7 @@ class Runner:
         is read back one result at a time; decoding each from the store again cost ~0.3 s a bisect)."""
         with self._lock:
             held = self._recent.get(key)
-        return None if held is None else EvalResult.from_dict(_copy(held.to_dict()))
+        return None if held is None else _copy_result(held)
 
 
 def _nothing():
@@ -334,7 +334,8 @@ def union_seconds(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def _copy(d: dict) -> dict:
+def _copy_result(result: EvalResult) -> EvalResult:
+    """A deep copy, so a result held here (in flight, held or recent) is never changed by whoever gets it."""
     import copy
 
-    return copy.deepcopy(d)
+    return EvalResult.from_dict(copy.deepcopy(result.to_dict()))

@@ -20,7 +20,7 @@ def format_subject(subject: str) -> str:
 
 
 def format_example(df: pd.DataFrame, idx: int, include_answer: bool = True) -> str:
-    return format_row(frame_rows(df)[idx], include_answer)
+    return format_row(frame_rows(df.iloc[[idx]])[0], include_answer)
 
 
 def frame_rows(df: pd.DataFrame):
